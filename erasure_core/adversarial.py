@@ -1,0 +1,64 @@
+"""The Gumbel-softmax concept search shared by EAP (adversarial concept) and AGE (target concept).
+
+Each erased concept owns learnable logits over its candidate words (initialised to the constant 1/n, ref §2.1).
+A sample is a straight-through one-hot vector (hard, ref §2.2) or a renormalised soft top-k mixture (AGE, ref §3.1);
+the concept embedding is that vector times the stacked candidate encodings, so gradients reach the logits.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .backends.base import Conditioning
+
+
+def gumbel_sample(
+    logits: torch.Tensor, temperature: float, hard: bool, top_k: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Mixture weights over candidates; differentiable w.r.t. `logits` (straight-through when `hard`)."""
+    u = torch.rand(logits.shape, generator=generator).to(logits.device)
+    gumbel = -torch.log(-torch.log(u + 1e-10) + 1e-10)  # ref §2.2
+    soft = torch.softmax((logits + gumbel) / temperature, dim=-1)
+    if hard:
+        one_hot = torch.zeros_like(soft).scatter_(-1, soft.argmax(-1, keepdim=True), 1.0)
+        return one_hot - soft.detach() + soft
+    k = min(top_k, soft.shape[-1])
+    mask = torch.zeros_like(soft).scatter_(-1, soft.topk(k, dim=-1).indices, 1.0)
+    kept = soft * mask
+    return kept / kept.sum(-1, keepdim=True)
+
+
+@dataclass
+class ConceptSearch:
+    """Logits over the candidate words of one erased concept, with their stacked encodings."""
+
+    concept: str
+    words: list[str]
+    encodings: Conditioning
+    logits: nn.Parameter = field(init=False)
+    picks: Counter = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        n = len(self.words)
+        device = self.encodings.context.device
+        self.logits = nn.Parameter(torch.full((n,), 1.0 / n, device=device))
+
+    def sample(self, temperature: float, hard: bool, top_k: int, generator: torch.Generator) -> torch.Tensor:
+        weights = gumbel_sample(self.logits, temperature, hard, top_k, generator)
+        self.picks[self.words[int(weights.detach().argmax())]] += 1
+        return weights
+
+    def embed(self, weights: torch.Tensor) -> Conditioning:
+        return self.encodings.mix(weights)
+
+    def ranked(self, n: int = 5) -> list[str]:
+        """Candidates by learned logit, highest first: the concepts the search settled on."""
+        order = torch.argsort(self.logits.detach(), descending=True)[:n]
+        return [self.words[int(i)] for i in order]
+
+    def best(self) -> str:
+        return self.ranked(1)[0]

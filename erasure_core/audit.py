@@ -1,0 +1,119 @@
+"""The audit: how much an edit erased what it should and how much it moved what it should not.
+
+Works on any model, random weights included, because it compares the edited and the original predictions on the
+same latents instead of judging images. For each probe prompt, latents come from the *original* model sampling
+that prompt (fixed seed), recorded at a few timesteps across the trajectory.
+
+- erasure (erased prompts): how far the edited prediction moved from the original towards the method's target,
+  the projection coefficient <eps_edit - eps_orig, target - eps_orig> / |target - eps_orig|^2 clipped to 0..1.
+- drift (every other prompt): |eps_edit - eps_orig| / |eps_orig(prompt) - eps_orig("")|, the change relative to
+  the size of that prompt's own guidance signal (0 = untouched; 1 = as large as what the prompt itself does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .backends.base import Backend, Conditioning
+from .lora.adapter import edit_disabled
+from .sampling import ddim_sample, ddim_timesteps
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One audit prompt. Erased probes carry the anchor prompt and eta that define the method's target."""
+
+    prompt: str
+    role: str  # "erased", "kept" or "neighbour"
+    anchor: str = ""
+    eta: float = 1.0
+
+
+@dataclass
+class AuditReport:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def mean(self, role: str, key: str) -> float | None:
+        values = [r[key] for r in self.rows if r["role"] == role]
+        return sum(values) / len(values) if values else None
+
+    def summary(self) -> dict[str, float | None]:
+        drifts = [r["drift"] for r in self.rows if r["role"] != "erased"]
+        return {
+            "erasure_mean": self.mean("erased", "erasure"),
+            "kept_drift_mean": self.mean("kept", "drift"),
+            "neighbour_drift_mean": self.mean("neighbour", "drift"),
+            "drift_max": max(drifts) if drifts else None,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "summary": self.summary()}
+
+    def table(self) -> str:
+        """Plain-text table for terminals and host text outputs."""
+        width = max([len(r["prompt"]) for r in self.rows] + [6])
+        lines = [f"{'prompt':<{width}}  {'role':<9}  {'erasure':>7}  {'drift':>6}"]
+        for r in self.rows:
+            erasure = f"{r['erasure']:.2f}" if "erasure" in r else "-"
+            lines.append(f"{r['prompt']:<{width}}  {r['role']:<9}  {erasure:>7}  {r['drift']:>6.2f}")
+        return "\n".join(lines)
+
+
+@torch.no_grad()
+def audit_loaded(
+    backend: Backend,
+    probes: Sequence[Probe],
+    samples: int,
+    ddim_steps: int,
+    guidance: float,
+    seed: int,
+    latent_shape: tuple[int, int, int],
+) -> AuditReport:
+    """Audit the LoRA currently injected in `backend.unet` (see `erasure_core.run_audit` for a file or weights)."""
+    report = AuditReport()
+    if samples == 0 or not probes:
+        return report
+    prompts = sorted({p.prompt for p in probes} | {p.anchor for p in probes} | {""})
+    conds = backend.encode_prompts(prompts)
+    cond_of = {text: conds.select(i) for i, text in enumerate(prompts)}
+    schedule = ddim_timesteps(backend.alphas_cumprod.shape[0], ddim_steps)
+    path = tuple(reversed(schedule))
+    record = [path[len(path) * k // 4] for k in (1, 2, 3)]  # a quarter, half and three quarters of the way down
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn((samples, *latent_shape), generator=generator).to(backend.device)
+
+    def predict(x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        return backend.predict_noise(x, t, cond)
+
+    for probe in probes:
+        cond = cond_of[probe.prompt].repeat(samples)
+        with edit_disabled(backend.unet):
+            _, latents = ddim_sample(
+                predict, z, cond, cond_of[""], guidance, path, backend.alphas_cumprod, record
+            )
+        x = torch.cat([latents[t] for t in record])
+        t = torch.tensor(record, device=x.device).repeat_interleave(samples)
+        n = x.shape[0]
+        edited = backend.predict_noise(x, t, cond_of[probe.prompt].repeat(n)).float()
+        with edit_disabled(backend.unet):
+            both = backend.predict_noise(
+                torch.cat([x, x, x]), t.repeat(3),
+                Conditioning.cat([cond_of[probe.prompt].repeat(n), cond_of[""].repeat(n), cond_of[probe.anchor].repeat(n)]),
+            ).float()
+        original, uncond, anchor = both.chunk(3)
+        change = edited - original
+        row: dict[str, Any] = {
+            "prompt": probe.prompt,
+            "role": probe.role,
+            "drift": float(change.norm() / (original - uncond).norm().clamp_min(1e-12)),
+        }
+        if probe.role == "erased":
+            direction = (anchor - probe.eta * (original - anchor)) - original
+            coefficient = (change * direction).sum() / (direction * direction).sum().clamp_min(1e-12)
+            row["erasure"] = float(coefficient.clamp(0.0, 1.0))
+        report.rows.append(row)
+    return report

@@ -1,0 +1,223 @@
+"""Run configurations: one frozen dataclass per method on a shared base.
+
+Numeric and choice fields default to `None`, meaning "the method's default", and are filled from
+`defaults.DEFAULTS[method]` in `__post_init__`; so the table is the only place a default is written, and every
+front end (CLI, ComfyUI, A1111) reads it through `method_defaults()` or the resolved config.
+Everything cheap is checked here, before any weights load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .defaults import DEFAULTS
+from .errors import ConfigError
+from .layers import LAYER_SETS
+
+LOSS_SPACES = ("eps", "x0")
+
+
+def _opt(help: str, **meta: Any) -> Any:
+    return field(default=None, metadata={"help": help, **meta})
+
+
+def normalize_concepts(values: Iterable[str] | str | None, what: str) -> tuple[str, ...]:
+    """Strip, drop case-insensitive duplicates and reject empty entries ("erase" / "keep" name the list)."""
+    if values is None:
+        return ()
+    if isinstance(values, str):
+        values = [values]
+    out: list[str] = []
+    seen: set[str] = set()
+    for raw in values:
+        if not isinstance(raw, str):
+            raise ConfigError(f"Concepts to {what} must be strings, got {type(raw).__name__} {raw!r}.")
+        text = " ".join(raw.split())
+        if not text:
+            raise ConfigError(f"A concept to {what} is empty or only whitespace; remove it or type the concept.")
+        if text.lower() not in seen:
+            seen.add(text.lower())
+            out.append(text)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class EraseConfig:
+    """Settings shared by every method. Use a method's subclass (`EsdConfig`, ...), not this base."""
+
+    method: ClassVar[str] = ""
+
+    erase: tuple[str, ...] = field(default=(), metadata={"help": "Concepts to erase (one prompt each)."})
+    keep: tuple[str, ...] = field(default=(), metadata={"help": "Concepts to keep unchanged."})
+    layers: str | None = _opt("Layer set the LoRA trains.", choices=LAYER_SETS)
+    rank: int | None = _opt("LoRA rank.", min=1, max=1024)
+    alpha: float | None = _opt("LoRA alpha (scale = alpha / rank).", min=0.0)
+    lr: float | None = _opt("Learning rate of the LoRA weights.", min=0.0, max=1.0)
+    steps: int | None = _opt("Parameter update steps.", min=1, max=1_000_000)
+    seed: int | None = _opt("Random seed; the same seed and inputs give the same LoRA.", min=0)
+    sample_guidance: float | None = _opt("Guidance scale of the partial sampling that makes training latents.", min=0.0)
+    ddim_steps: int | None = _opt("DDIM steps of the sampling schedule the training timesteps come from.", min=2, max=1000)
+    reference_timestep_offset: bool | None = _opt(
+        "Reproduce the reference code's latent/timestep mismatch (latent about two DDIM steps less noisy)."
+    )
+    negative_guidance: float | None = _opt("Strength eta of the negative guidance the edit distils.", min=0.0)
+    anchor: str | None = _opt("Prompt the erased concept is steered to (ESD; empty = unconditional).")
+    loss_space: str | None = _opt("Compare noise predictions ('eps', ESD) or x0-predictions ('x0', EAP/AGE).", choices=LOSS_SPACES)
+    keep_weight: float | None = _opt("Weight of the preservation loss of the concepts to keep.", min=0.0)
+    resolution: int | None = field(
+        default=None, metadata={"help": "Training resolution in pixels (default: the model's native size).", "min": 8}
+    )
+    audit_samples: int | None = _opt("Latents per probe prompt in the audit (0 skips the audit).", min=0, max=64)
+    audit_ddim_steps: int | None = _opt("DDIM steps used to make the audit's latents.", min=2, max=1000)
+
+    def __post_init__(self) -> None:
+        if not self.method:
+            raise ConfigError("Use a method's config (EsdConfig, EapConfig, AgeConfig or UceConfig), not EraseConfig.")
+        object.__setattr__(self, "erase", normalize_concepts(self.erase, "erase"))
+        object.__setattr__(self, "keep", normalize_concepts(self.keep, "keep"))
+        for key, value in DEFAULTS[self.method].items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
+        self._check()
+
+    def _check(self) -> None:
+        if not self.erase:
+            raise ConfigError("No concept to erase was given; name at least one concept to erase.")
+        if both := {c.lower() for c in self.erase} & {c.lower() for c in self.keep}:
+            raise ConfigError(f"{sorted(both)} are both erased and kept; remove them from one of the two lists.")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            meta = f.metadata
+            if "choices" in meta and value not in meta["choices"]:
+                raise ConfigError(f"`{f.name}` is {value!r}; choose one of {', '.join(meta['choices'])}.")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"`{f.name}` must be a finite number, got {value}.")
+            if "min" in meta and value < meta["min"]:
+                raise ConfigError(f"`{f.name}` is {value}; it must be at least {meta['min']}.")
+            if "max" in meta and value > meta["max"]:
+                raise ConfigError(f"`{f.name}` is {value}; it must be at most {meta['max']}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able settings, `method` included (for reports and LoRA metadata)."""
+        data = {"method": self.method}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            data[f.name] = list(value) if isinstance(value, tuple) else value
+        return data
+
+    def replace(self, **changes: Any) -> EraseConfig:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class _SearchFields(EraseConfig):
+    """Fields of the vocabulary search shared by EAP (adversarial concept) and AGE (target concept)."""
+
+    vocabulary: tuple[str, ...] | None = field(
+        default=None, metadata={"help": "Candidate words (default: whole-word tokens of the model's tokenizer)."}
+    )
+    vocabulary_limit: int | None = _opt("Use at most this many (most frequent) tokenizer words.", min=1)
+    exclude_erased_words: bool | None = _opt("Drop the erased concepts themselves from their candidate sets.")
+    k_closest: int | None = _opt("Nearest vocabulary words considered per erased concept.", min=1)
+    num_centers: int | None = _opt("Candidates kept after 1-D k-means over the distances.", min=1)
+    gumbel_temperature: float | None = _opt("Gumbel-softmax temperature.", min=1e-6)
+    gumbel_lr: float | None = _opt("Adam learning rate of the candidate logits.", min=0.0)
+    gumbel_hard: bool | None = _opt("Straight-through one-hot sample (else a soft top-k mixture).")
+    gumbel_top_k: int | None = _opt("Candidates in the soft mixture when gumbel_hard is off.", min=1)
+    preserve_weight: float | None = _opt("Weight of the preservation term of the found concept.", min=0.0)
+
+    def __post_init__(self) -> None:
+        if self.vocabulary is not None:
+            words = normalize_concepts(self.vocabulary, "use as vocabulary")
+            if not words:
+                raise ConfigError("The vocabulary is empty; give some words or leave it unset to use the tokenizer's.")
+            object.__setattr__(self, "vocabulary", words)
+        super().__post_init__()
+
+
+@dataclass(frozen=True)
+class EsdConfig(EraseConfig):
+    """ESD: distil negative guidance away from the erased concept (Gandikota et al. 2023)."""
+
+    method: ClassVar[str] = "esd"
+
+
+@dataclass(frozen=True)
+class EapConfig(_SearchFields):
+    """EAP: ESD plus preservation of the concept the edit currently hurts most (Bui et al. 2024)."""
+
+    method: ClassVar[str] = "eap"
+
+
+@dataclass(frozen=True)
+class AgeConfig(_SearchFields):
+    """AGE: steer the erased concept to a learned mixture of nearby concepts (Bui et al. 2025)."""
+
+    method: ClassVar[str] = "age"
+
+    detached_erasure_term: bool | None = _opt(
+        "Reproduce the reference code's detached erasure term in the target search (a bug; for comparison)."
+    )
+
+
+@dataclass(frozen=True)
+class UceConfig(EraseConfig):
+    """UCE: closed-form edit of the cross-attention key/value projections (Gandikota et al. 2024)."""
+
+    method: ClassVar[str] = "uce"
+
+    uce_lambda: float | None = _opt("Regulariser lambda that keeps the weights near the original.", min=0.0)
+    erase_scale: float | None = _opt("Weight of the erased concepts in the least-squares edit.", min=0.0)
+    preserve_scale: float | None = _opt("Weight of the kept concepts in the least-squares edit.", min=0.0)
+    guide: str | None = _opt("Prompt whose projections the erased concept receives (empty = unconditional).")
+    energy: float | None = _opt("Fraction of the edit's energy the exported LoRA keeps (truncated SVD).", min=0.0, max=1.0)
+    max_rank: int | None = _opt("Largest LoRA rank per layer in the export.", min=1)
+
+    def _check(self) -> None:
+        super()._check()
+        if self.layers != "xattn-kv":
+            raise ConfigError(f"UCE edits only cross-attention keys and values; set layers to 'xattn-kv', not {self.layers!r}.")
+
+
+CONFIG_CLASSES: dict[str, type[EraseConfig]] = {
+    cls.method: cls for cls in (EsdConfig, EapConfig, AgeConfig, UceConfig)
+}
+
+
+def config_class(method: str) -> type[EraseConfig]:
+    try:
+        return CONFIG_CLASSES[method]
+    except KeyError:
+        raise ConfigError(f"Unknown method {method!r}; choose one of {', '.join(CONFIG_CLASSES)}.") from None
+
+
+def method_defaults(method: str) -> dict[str, Any]:
+    """The resolved default of every field of `method`'s config (for CLI help, node widgets, A1111 sliders)."""
+    return dict(DEFAULTS[config_class(method).method])
+
+
+def make_config(method: str, **settings: Any) -> EraseConfig:
+    """Build the config of `method`; settings given as None keep their default. Unknown settings raise."""
+    cls = config_class(method)
+    names = {f.name for f in dataclasses.fields(cls)}
+    if unknown := sorted(set(settings) - names):
+        raise ConfigError(f"Unknown setting(s) {unknown} for method {method!r}; known: {sorted(names)}.")
+    return cls(**{k: v for k, v in settings.items() if v is not None})
+
+
+def config_from_dict(data: dict[str, Any]) -> EraseConfig:
+    """Inverse of `EraseConfig.to_dict`."""
+    data = dict(data)
+    method = data.pop("method", None)
+    if method is None:
+        raise ConfigError("The settings carry no 'method'.")
+    for key in ("erase", "keep", "vocabulary"):
+        if isinstance(data.get(key), list):
+            data[key] = tuple(data[key])
+    return make_config(method, **data)

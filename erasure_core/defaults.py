@@ -1,0 +1,88 @@
+"""Default hyperparameters of every method: the one table the configs, the CLI and the hosts read.
+
+Each row names its source. "ref" = the authors' reference code and run scripts as summarised in
+`shared/reference/algorithms.md` (section numbers given); "ours" = a choice of this project, with the reason.
+The papers fine-tune the full weights of a layer subset; we train a LoRA on the same subset, so the learning
+rate is ours (LoRA needs a larger step than a full-weight fine-tune) while everything that shapes the objective
+follows the reference.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+_COMMON: dict[str, Any] = {
+    # What gets trained.
+    "layers": "xattn",  # ref §1: ESD-x / EAP / AGE objects and artists train cross-attention.
+    "rank": 4,  # ours: rank 4 is LECO's and sliders' default for concept LoRAs.
+    "alpha": 4.0,  # ours: alpha = rank, so the LoRA scale is 1 and the file behaves the same in every loader.
+    "lr": 1e-4,  # ours: LoRA step; the reference uses 1e-5 on full weights (ref §1).
+    "steps": 1000,  # ref §1 and §2.5: 1000 parameter iterations.
+    "seed": 0,  # ours
+    # How the training latents x_t are produced (ref §1, "per-iteration training sample").
+    "sample_guidance": 3.0,  # ref §1: CFG 3 during partial DDIM sampling ("start_guidance").
+    "ddim_steps": 50,  # ref §1: 50-step uniform DDIM schedule, index drawn uniformly.
+    "reference_timestep_offset": False,  # ours: the clean version; True reproduces the ~2-step quirk of ref §1.4.
+    # The erasure objective.
+    "negative_guidance": 1.0,  # ref §1: eta = 1 in EAP/AGE runs (the new ESD code uses 2).
+    "anchor": "",  # ref §1: the unconditional prompt is ESD's anchor.
+    "loss_space": "eps",  # ref §1: ESD's loss is in noise space.
+    "keep_weight": 1.0,  # ours: weight of the preservation term for concepts the user keeps (ESD-preserve form, ref §1).
+    # Audit run after training.
+    "audit_samples": 2,  # ours: latents per probe prompt.
+    "audit_ddim_steps": 20,  # ours: a shorter DDIM run than training; the audit only needs on-manifold latents.
+}
+
+_SEARCH: dict[str, Any] = {
+    "vocabulary_limit": 5000,  # ours: the 5000 most frequent whole-word tokens of the model's tokenizer (ref uses EN3K, 3000 words).
+    "exclude_erased_words": True,  # ours: the reference lets the erased word be its own candidate (ref §2.1 step 4).
+    "gumbel_lr": 1e-2,  # ref §2.5, §3.2: Adam 1e-2 on the logits.
+    "gumbel_hard": True,  # ref §2.2: straight-through one-hot sample.
+    "gumbel_top_k": 2,  # ref §3.1: top-k of the soft mixture (used only when gumbel_hard is False).
+}
+
+DEFAULTS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
+    {
+        "esd": MappingProxyType({**_COMMON}),
+        "eap": MappingProxyType(
+            {
+                **_COMMON,
+                **_SEARCH,
+                "loss_space": "x0",  # ref §2.3 step 4: EAP compares x0-predictions.
+                "preserve_weight": 1.0,  # ref §2.3 step 5: implicit weight 1 on the adversarial term.
+                "k_closest": 1000,  # ref §2.5: Imagenette / artists.
+                "num_centers": 100,  # ref §2.5.
+                "gumbel_temperature": 2.0,  # ref §2.5.
+            }
+        ),
+        "age": MappingProxyType(
+            {
+                **_COMMON,
+                **_SEARCH,
+                "loss_space": "x0",  # ref §3.1: unchanged from EAP.
+                "preserve_weight": 1.0,  # ref §3.1: lambda ("--lamda"), default 1.
+                "k_closest": 100,  # ref §3.2: 100 nearest, no clustering.
+                "num_centers": 100,  # ref §3.2.
+                "gumbel_temperature": 2.0,  # ref §3.2: nudity / EN3K recipe (objects with ImageNet names use 0.1).
+                "detached_erasure_term": False,  # ours: paper's gradient; True reproduces the reference quirk (ref §3.1).
+            }
+        ),
+        "uce": MappingProxyType(
+            {
+                **_COMMON,
+                "layers": "xattn-kv",  # ref §4: only attn2 to_k / to_v have a closed form.
+                "steps": 1,  # closed form: one solve
+                "lr": 0.0,
+                "uce_lambda": 0.5,  # ref §4: lamb.
+                "erase_scale": 1.0,  # ref §4.
+                "preserve_scale": 1.0,  # ref §4.
+                "guide": "",  # ref §4: "" for objects.
+                "energy": 0.999,  # ours: fraction of the edit's squared singular values the exported LoRA keeps.
+                "max_rank": 64,  # ours: upper bound on the exported rank per layer.
+            }
+        ),
+    }
+)
+
+METHODS: tuple[str, ...] = tuple(DEFAULTS)

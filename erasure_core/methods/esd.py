@@ -1,0 +1,41 @@
+"""ESD: Erasing Concepts from Diffusion Models (Gandikota et al., ICCV 2023), algorithms.md §1.
+
+The edited model's prediction for the erased concept is pulled to the original model's negatively guided
+prediction: eps*(anchor) - eta * (eps*(c_e) - eps*(anchor)), the anchor being "" or a prompt the user gives.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..backends.base import Conditioning
+from ..callbacks import INFO_CONCEPT, INFO_LOSS
+from ..context import TrainingContext
+
+
+def negative_guidance_target(eps_anchor: torch.Tensor, eps_erased: torch.Tensor, eta: float) -> torch.Tensor:
+    """ESD's target (ref §1): guidance away from the erased concept, starting from the anchor."""
+    return eps_anchor - eta * (eps_erased - eps_anchor)
+
+
+def prepare(ctx: TrainingContext) -> None:
+    return None
+
+
+def train_step(ctx: TrainingContext, state: Any) -> dict[str, Any]:
+    p, c = ctx.prompts, ctx.config
+    index = ctx.pick_erased()
+    erased = p.erased_conds.select(index)
+    draw = ctx.draw()
+    x = ctx.sample_latents(erased, ctx.noise(), draw)
+    with torch.no_grad():
+        eps_anchor, eps_erased = ctx.predict(
+            torch.cat([x, x]), draw.t, Conditioning.cat([p.anchor, erased]), edited=False
+        ).chunk(2)
+        target = negative_guidance_target(eps_anchor, eps_erased, c.negative_guidance)
+    loss = ctx.weight(draw) * F.mse_loss(ctx.predict(x, draw.t, erased, edited=True), target)
+    loss = loss + ctx.keep_loss(x, draw)
+    return {INFO_LOSS: ctx.update_params(loss), INFO_CONCEPT: p.erased[index]}

@@ -1,0 +1,287 @@
+"""`erase()`: run one method on a backend's model and return the LoRA, the audit and the run's record.
+
+Compute, check, commit: prompts are encoded and candidate sets built before any layer is touched; LoRA layers are
+injected into the host's UNet for the run and always removed in `finally`, so an error or a cancel leaves the
+host's model exactly as it was. Nothing is written to disk here (see `export_lora`).
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .audit import AuditReport, Probe, audit_loaded
+from .backends.base import Backend
+from .callbacks import INFO_PHASE, INFO_PREVIEW, Callbacks
+from .config import EraseConfig
+from .context import Prompts, TrainingContext
+from .errors import Cancelled, ConfigError, ModelError, ResourceError
+from .layers import is_trainable_type, select_modules
+from .lora.adapter import LoraWeights, extract_lora, has_lora, inject_lora, load_lora_weights, remove_lora
+from .lora.export import LoraFile, build_metadata, save_lora_file, to_kohya_state_dict, weights_for_modules
+from .lora.keys import kohya_key_map
+from .methods import TRAINED_METHODS
+from .methods.uce import uce_weights
+from .version import __version__
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EraseResult:
+    """Everything a run produced. `export_lora` writes it; `report()` is the JSON the CLI's --report holds."""
+
+    config: EraseConfig
+    weights: LoraWeights
+    key_map: dict[str, str]
+    arch: str
+    base_model: str
+    fingerprint: str
+    losses: list[float] = field(default_factory=list)
+    found: dict[str, list[str]] = field(default_factory=dict)
+    audit: AuditReport | None = None
+    seconds: float = 0.0
+    peak_memory_mb: float = 0.0
+    unet_evals: int = 0
+    resumed_from: str | None = None
+
+    def kohya_state_dict(self, dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
+        """The LoRA as kohya tensors (what ComfyUI's LORA_MODEL and every loader take)."""
+        return to_kohya_state_dict(self.weights, self.key_map, dtype)
+
+    def info(self) -> dict[str, Any]:
+        """Our metadata fields (written as `erasure_<key>` in the file header)."""
+        c = self.config
+        return {
+            "method": c.method,
+            "erased": list(c.erase),
+            "kept": list(c.keep),
+            "found": self.found,
+            "steps": c.steps,
+            "base_model": self.base_model,
+            "base_model_fingerprint": self.fingerprint,
+            "config": c.to_dict(),
+            "resumed_from": self.resumed_from or "",
+        }
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "settings": self.config.to_dict(),
+            "arch": self.arch,
+            "base_model": self.base_model,
+            "base_model_fingerprint": self.fingerprint,
+            "seconds": round(self.seconds, 3),
+            "peak_memory_mb": round(self.peak_memory_mb, 1),
+            "unet_evals": self.unet_evals,
+            "unet_evals_per_concept": self.unet_evals / max(1, len(self.config.erase)),
+            "losses": self.losses,
+            "found": self.found,
+            "lora_layers": len(self.weights),
+            "audit": self.audit.to_dict() if self.audit else None,
+            "resumed_from": self.resumed_from,
+        }
+
+
+def erase(
+    backend: Backend,
+    config: EraseConfig,
+    callbacks: Callbacks | None = None,
+    resume: LoraFile | None = None,
+) -> EraseResult:
+    """Erase `config.erase` from the backend's model and return the LoRA that does it.
+
+    Args:
+        backend: the model (see `Backend`); its UNet is borrowed for the run and handed back unchanged.
+        config: a method config (`EsdConfig`, `EapConfig`, `AgeConfig`, `UceConfig`).
+        callbacks: progress and cancellation hooks.
+        resume: a LoRA (from `load_lora`) to continue training from; it must fit this model.
+
+    Raises:
+        ConfigError, ModelError, NumericalError, ResourceError, Cancelled (all `ErasureError`).
+    """
+    callbacks = callbacks or Callbacks()
+    unet = backend.unet
+    if has_lora(unet):
+        raise ModelError("The model already carries an erasure LoRA from an unfinished run; reload the model.")
+    if resume is not None and config.method == "uce":
+        raise ConfigError("UCE is a closed-form edit of the original weights; there is nothing to resume. Drop the resume file.")
+    key_map = _key_map(backend)
+    modules = select_modules(unet.named_modules(), config.layers)
+    latent_shape = backend.latent_shape(config.resolution)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    torch.manual_seed(config.seed)
+    prompts = _encode_prompts(backend, config)
+    result = EraseResult(config, {}, key_map, backend.arch, backend.name, backend.fingerprint())
+    try:
+        if config.method == "uce":
+            result.weights = uce_weights(
+                unet, modules, prompts.erased_conds, backend.encode_prompts([config.guide]), prompts.keep_conds, config
+            )
+            load_lora_weights(unet, result.weights)
+            callbacks.on_step(1, 1, {INFO_PHASE: "train"})
+            probes = _probes(config, {})
+        else:
+            probes = _train(backend, config, callbacks, prompts, modules, latent_shape, resume, result)
+        callbacks.on_step(result_steps(config), result_steps(config), {INFO_PHASE: "audit"})
+        result.audit = audit_loaded(
+            backend, probes, config.audit_samples, config.audit_ddim_steps, config.sample_guidance, config.seed, latent_shape
+        )
+        result.weights = extract_lora(unet)
+    except torch.OutOfMemoryError as exc:
+        raise ResourceError(
+            f"Out of memory on {backend.device} while erasing: {exc}. Free memory (close other models or generations), "
+            "train at a lower resolution, choose a smaller layer set such as 'xattn', or run on a larger device."
+        ) from exc
+    finally:
+        remove_lora(unet)
+    result.seconds = time.perf_counter() - start
+    result.peak_memory_mb = _peak_memory_mb(backend.device)
+    return result
+
+
+def result_steps(config: EraseConfig) -> int:
+    return 1 if config.method == "uce" else config.steps
+
+
+def _encode_prompts(backend: Backend, config: EraseConfig) -> Prompts:
+    erased = list(config.erase)
+    keep = list(config.keep)
+    texts = erased + keep + ["", config.anchor]
+    conds = backend.encode_prompts(texts)
+    n_e, n_k = len(erased), len(keep)
+    return Prompts(
+        erased=erased,
+        erased_conds=conds.select(slice(0, n_e)),
+        keep=keep,
+        keep_conds=conds.select(slice(n_e, n_e + n_k)) if keep else None,
+        uncond=conds.select(n_e + n_k),
+        anchor=conds.select(n_e + n_k + 1),
+    )
+
+
+def _train(
+    backend: Backend,
+    config: EraseConfig,
+    callbacks: Callbacks,
+    prompts: Prompts,
+    modules: list[str],
+    latent_shape: tuple[int, int, int],
+    resume: LoraFile | None,
+    result: EraseResult,
+) -> list[Probe]:
+    method = TRAINED_METHODS[config.method]
+    unet = backend.unet
+    ctx = TrainingContext(backend, config, prompts, [], latent_shape)
+    callbacks.on_step(0, config.steps, {INFO_PHASE: "search"})
+    state = method.prepare(ctx)  # candidate search runs before the model is touched
+    if resume is not None:
+        params = load_lora_weights(unet, weights_for_modules(resume, result.key_map, _module_shapes(unet)))
+        result.resumed_from = resume.metadata.get("ss_output_name", "a LoRA file")
+    else:
+        params = inject_lora(unet, modules, config.rank, config.alpha)
+    ctx.params = params
+    ctx.optimizer = torch.optim.Adam(params, lr=config.lr)
+    for step in range(1, config.steps + 1):
+        if callbacks.should_stop():
+            raise Cancelled(f"Erasure cancelled at step {step - 1} of {config.steps}; the model is unchanged and nothing was saved.")
+        info = method.train_step(ctx, state)
+        info[INFO_PHASE] = "train"
+        result.losses.append(info["loss"])
+        if callbacks.preview_every and step % callbacks.preview_every == 0 and ctx.last_latent is not None:
+            info[INFO_PREVIEW] = ctx.last_latent
+        callbacks.on_step(step, config.steps, info)
+    result.unet_evals = ctx.unet_evals
+    if state is not None:
+        result.found = state.found()
+    return _probes(config, result.found)
+
+
+def _key_map(backend: Backend) -> dict[str, str]:
+    unet = backend.unet
+    layers_per_block = getattr(getattr(unet, "config", None), "layers_per_block", None)
+    return kohya_key_map([name for name, _ in unet.named_modules()], backend.arch, backend.module_naming, layers_per_block)
+
+
+def _module_shapes(unet: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(m.weight.shape) for name, m in unet.named_modules() if is_trainable_type(m)}
+
+
+def _probes(config: EraseConfig, found: dict[str, list[str]]) -> list[Probe]:
+    """Erased concepts (with the method's target), kept concepts, and the concepts the search found nearby."""
+    anchor, eta = config.anchor, config.negative_guidance
+    if config.method == "uce":
+        anchor, eta = config.guide, 0.0  # UCE maps the concept onto the guide's projections
+    probes = []
+    for concept in config.erase:
+        target = found[concept][0] if config.method == "age" and found.get(concept) else anchor
+        probes.append(Probe(concept, "erased", target, eta))
+    probes += [Probe(k, "kept") for k in config.keep]
+    taken = {p.prompt.lower() for p in probes}
+    for words in found.values():
+        for word in words[:3]:
+            if word.lower() not in taken:
+                taken.add(word.lower())
+                probes.append(Probe(word, "neighbour"))
+    return probes
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # process peak RSS: KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def export_lora(
+    result: EraseResult, path: str | Path, dtype: torch.dtype = torch.float16, description: str | None = None
+) -> Path:
+    """Write the result as a kohya `.safetensors` LoRA with our metadata, atomically. Returns the path."""
+    path = Path(path)
+    c = result.config
+    ranks = {w.rank for w in result.weights.values()}
+    alphas = {w.alpha for w in result.weights.values()}
+    text = description or f"{c.method.upper()} erasure of {', '.join(c.erase)}" + (f"; kept {', '.join(c.keep)}" if c.keep else "")
+    metadata = build_metadata(
+        arch=result.arch,
+        output_name=path.stem,
+        rank=max(ranks),
+        alpha=max(alphas) if len(alphas) == 1 else max(ranks),
+        info=result.info(),
+        base_model=result.base_model,
+        description=text,
+    )
+    return save_lora_file(result.kohya_state_dict(dtype), path, metadata)
+
+
+def run_audit(
+    backend: Backend,
+    weights: LoraWeights | LoraFile,
+    config: EraseConfig,
+    extra_prompts: tuple[str, ...] = (),
+) -> AuditReport:
+    """Audit a LoRA (in memory or loaded from a file) on the backend's model; the model is left unchanged."""
+    unet = backend.unet
+    if isinstance(weights, LoraFile):
+        found = weights.info().get("found") or {}
+        weights = weights_for_modules(weights, _key_map(backend), _module_shapes(unet))
+    else:
+        found = {}
+    probes = _probes(config, found) + [Probe(p, "neighbour") for p in extra_prompts]
+    load_lora_weights(unet, weights)
+    try:
+        return audit_loaded(
+            backend, probes, config.audit_samples or 2, config.audit_ddim_steps, config.sample_guidance, config.seed,
+            backend.latent_shape(config.resolution),
+        )
+    finally:
+        remove_lora(unet)
