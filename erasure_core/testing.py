@@ -1,8 +1,13 @@
-"""Tiny random Stable-Diffusion-shaped pipelines built from configs in code (no downloads, CPU, about a second)."""
+"""Tiny random Stable-Diffusion-shaped pipelines built from configs in code (no downloads, CPU, about a second).
+
+Used by the test suite, and by `python -m erasure_core make-tiny-model` so the tool can be tried on a machine that
+has no Stable Diffusion weights. Their words mean nothing (random weights); they exercise every code path.
+"""
 
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import torch
@@ -147,3 +152,17 @@ def tiny_sdxl(folder: Path, seed: int = 0) -> StableDiffusionXLPipeline:
         scheduler=_scheduler(),
         force_zeros_for_empty_prompt=True,
     )
+
+
+TINY_MODELS = {"sd1": tiny_sd1, "sdxl": tiny_sdxl}
+
+
+def save_tiny_model(folder: str | Path, arch: str = "sd1", seed: int = 0) -> Path:
+    """Write a tiny random pipeline as a diffusers folder (with model_index.json) and return its path."""
+    folder = Path(folder)
+    builder = TINY_MODELS.get(arch)
+    if builder is None:
+        raise ValueError(f"Unknown tiny model {arch!r}; choose one of {sorted(TINY_MODELS)}.")
+    with tempfile.TemporaryDirectory() as scratch:
+        builder(Path(scratch), seed).save_pretrained(folder, safe_serialization=True)
+    return folder

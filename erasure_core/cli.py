@@ -1,0 +1,229 @@
+"""Command line: `python -m erasure_core erase ...` (the main job) and `python -m erasure_core audit ...`.
+
+The only engine module that parses arguments, prints or shows tqdm. Every engine setting is an option, generated
+from the config dataclasses so defaults and help text are never typed twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
+from .config import CONFIG_CLASSES, EraseConfig, make_config, method_defaults
+from .errors import ConfigError, ErasureError, ModelError
+from .lora.export import load_lora
+from .trainer import erase, export_lora, run_audit
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DEMO_MODEL = "demo"
+# Options written by hand below rather than generated from config fields.
+_HAND_WRITTEN = {"erase", "keep", "vocabulary"}
+
+
+def _scalar_type(hint: Any) -> type:
+    """`int` for `int | None` and so on."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("method settings (defaults depend on --method; see `erase --defaults`)")
+    seen: set[str] = set()
+    for cls in CONFIG_CLASSES.values():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in seen or f.name in _HAND_WRITTEN:
+                continue
+            seen.add(f.name)
+            kind = _scalar_type(hints[f.name])
+            flag = "--" + f.name.replace("_", "-")
+            kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": f.metadata.get("help", "")}
+            if kind is bool:
+                kwargs["action"] = argparse.BooleanOptionalAction
+            else:
+                kwargs["type"] = kind
+                if "choices" in f.metadata:
+                    kwargs["choices"] = f.metadata["choices"]
+            group.add_argument(flag, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m erasure_core", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("erase", help="erase concepts and write a LoRA")
+    run.add_argument("--model", help="diffusers folder, single-file .safetensors checkpoint, or 'demo' (required)")
+    run.add_argument("--config-dir", help="for single files: a local diffusers folder of the same architecture")
+    run.add_argument("--erase", action="append", default=[], help="concept to erase (repeat for several)")
+    run.add_argument("--keep", action="append", default=[], help="concept to keep unchanged (repeat for several)")
+    run.add_argument("--method", default="eap", choices=sorted(CONFIG_CLASSES), help="erasure method (default: eap)")
+    run.add_argument("--vocabulary", help="EAP/AGE candidate words: a text file (one per line) or comma-separated words")
+    run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    run.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="model precision (LoRA weights stay fp32)")
+    run.add_argument("--resume", help="continue training from a LoRA file made on the same model")
+    run.add_argument("--out", help="output LoRA file (.safetensors) (required)")
+    run.add_argument("--report", help="write everything about the run as JSON here")
+    run.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    run.add_argument("--defaults", action="store_true", help="print the method's default settings and exit")
+    _add_config_options(run)
+
+    audit = sub.add_parser("audit", help="audit an existing erasure LoRA on a model")
+    audit.add_argument("--model", required=True)
+    audit.add_argument("--config-dir")
+    audit.add_argument("--lora", required=True, help="LoRA file to audit")
+    audit.add_argument("--prompt", action="append", default=[], help="extra prompt to check for side effects")
+    audit.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    audit.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    audit.add_argument("--samples", type=int, default=2, help="latents per prompt")
+    audit.add_argument("--report", help="write the audit as JSON here")
+    tiny = sub.add_parser("make-tiny-model", help="write a tiny random SD-shaped model to try the tool without weights")
+    tiny.add_argument("--out", required=True, help="folder to write (a diffusers model folder)")
+    tiny.add_argument("--arch", default="sd1", choices=["sd1", "sdxl"])
+    tiny.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _load_backend(args: argparse.Namespace) -> Any:
+    if args.model == DEMO_MODEL:
+        raise ModelError(
+            "The built-in demo model ('--model demo') ships with the miniature world, which is not in this version yet. "
+            "Pass --model with a local diffusers folder (containing model_index.json) or a .safetensors checkpoint."
+        )
+    from .backends.diffusers_backend import load_diffusers_model
+
+    return load_diffusers_model(args.model, args.device, DTYPES[args.dtype], args.config_dir)
+
+
+def _vocabulary(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_file():
+        return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    return tuple(w.strip() for w in value.split(",") if w.strip())
+
+
+def _config_from_args(args: argparse.Namespace) -> EraseConfig:
+    fields = {f.name for f in dataclasses.fields(CONFIG_CLASSES[args.method])}
+    settings = {name: getattr(args, name) for name in fields - _HAND_WRITTEN if getattr(args, name, None) is not None}
+    generic = {f.name for cls in CONFIG_CLASSES.values() for f in dataclasses.fields(cls)} - fields - _HAND_WRITTEN
+    if stray := sorted(n for n in generic if getattr(args, n, None) is not None):
+        raise ConfigError(f"--{stray[0].replace('_', '-')} does not apply to --method {args.method}.")
+    if args.vocabulary is not None:
+        if "vocabulary" not in fields:
+            raise ConfigError(f"--vocabulary applies only to eap and age, not {args.method}.")
+        settings["vocabulary"] = _vocabulary(args.vocabulary)
+    return make_config(args.method, erase=tuple(args.erase), keep=tuple(args.keep), **settings)
+
+
+def _write_json(path: str, data: dict[str, Any]) -> None:
+    tmp = Path(path + ".partial")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _progress_callbacks(total: int) -> tuple[Callbacks, Any]:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="erasing", unit="step", dynamic_ncols=True)
+
+    def on_step(step: int, steps: int, info: dict[str, Any]) -> None:
+        if info.get(INFO_PHASE) == "search":
+            bar.set_description("encoding vocabulary")
+            return
+        if info.get(INFO_PHASE) == "audit":
+            bar.set_description("auditing")
+            return
+        bar.set_description("erasing")
+        bar.n = step
+        postfix = {"loss": f"{info[INFO_LOSS]:.4g}"} if INFO_LOSS in info else {}
+        if INFO_CONCEPT in info:
+            postfix["concept"] = info[INFO_CONCEPT]
+        if INFO_FOUND in info:
+            postfix["found"] = info[INFO_FOUND]
+        bar.set_postfix(postfix, refresh=False)
+        bar.refresh()
+
+    return Callbacks(on_step=on_step), bar
+
+
+def _run_erase(args: argparse.Namespace) -> int:
+    if args.defaults:
+        print(json.dumps(method_defaults(args.method), indent=2))
+        return 0
+    if not args.model or not args.out:
+        raise ConfigError("Both --model and --out are required: the model to erase from and the LoRA file to write.")
+    config = _config_from_args(args)  # checked before the model loads
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise ConfigError(f"--out must end in .safetensors, got {out.name!r}.")
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"{out} already exists; choose another --out or pass --overwrite.")
+    resume = load_lora(args.resume) if args.resume else None
+    backend = _load_backend(args)
+    callbacks, bar = _progress_callbacks(1 if config.method == "uce" else config.steps)
+    try:
+        result = erase(backend, config, callbacks, resume=resume)
+    finally:
+        bar.close()
+    export_lora(result, out)
+    report = result.report()
+    if result.audit is not None:
+        print(result.audit.table())
+    print(
+        f"{config.method}: {result.seconds:.1f} s, peak memory {result.peak_memory_mb:.0f} MB, "
+        f"{result.unet_evals} UNet evaluations, LoRA written to {out}"
+    )
+    if args.report:
+        report["output"] = str(out)
+        _write_json(args.report, report)
+    return 0
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    lora = load_lora(args.lora)
+    info = lora.info()
+    settings = dict(info.get("config") or {})
+    if not settings:
+        raise ModelError(f"{Path(args.lora).name} carries no erasure metadata; only LoRAs made by this tool can be audited.")
+    settings["audit_samples"] = args.samples
+    method = settings.pop("method")
+    config = make_config(method, **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+    backend = _load_backend(args)
+    report = run_audit(backend, lora, config, tuple(args.prompt))
+    print(report.table())
+    if args.report:
+        _write_json(args.report, report.to_dict())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "make-tiny-model":
+            from .testing import save_tiny_model
+
+            print(f"tiny random {args.arch} model written to {save_tiny_model(args.out, args.arch, args.seed)}")
+            return 0
+        return _run_erase(args) if args.command == "erase" else _run_audit(args)
+    except ErasureError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cancelled: the model was not changed and no LoRA was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
