@@ -25,11 +25,14 @@ from .sampling import ddim_sample, ddim_timesteps
 
 @dataclass(frozen=True)
 class Probe:
-    """One audit prompt. Erased probes carry the anchor prompt and eta that define the method's target."""
+    """One audit prompt. Erased probes carry the method's target: eps(anchor) - eta * (eps(prompt) - eps(anchor)),
+    where eps(anchor) is the weighted sum of the original model's predictions for `anchors` (ESD: the anchor
+    prompt; UCE: the guide, eta 0; AGE: the learned target distribution over its candidates).
+    """
 
     prompt: str
     role: str  # "erased", "kept" or "neighbour"
-    anchor: str = ""
+    anchors: tuple[tuple[str, float], ...] = (("", 1.0),)
     eta: float = 1.0
 
 
@@ -77,7 +80,7 @@ def audit_loaded(
     report = AuditReport()
     if samples == 0 or not probes:
         return report
-    prompts = sorted({p.prompt for p in probes} | {p.anchor for p in probes} | {""})
+    prompts = sorted({p.prompt for p in probes} | {a for p in probes for a, _ in p.anchors} | {""})
     conds = backend.encode_prompts(prompts)
     cond_of = {text: conds.select(i) for i, text in enumerate(prompts)}
     schedule = ddim_timesteps(backend.alphas_cumprod.shape[0], ddim_steps)
@@ -100,11 +103,7 @@ def audit_loaded(
         n = x.shape[0]
         edited = backend.predict_noise(x, t, cond_of[probe.prompt].repeat(n)).float()
         with edit_disabled(backend.unet):
-            both = backend.predict_noise(
-                torch.cat([x, x, x]), t.repeat(3),
-                Conditioning.cat([cond_of[probe.prompt].repeat(n), cond_of[""].repeat(n), cond_of[probe.anchor].repeat(n)]),
-            ).float()
-        original, uncond, anchor = both.chunk(3)
+            original, uncond = _predict_each(backend, x, t, [cond_of[probe.prompt], cond_of[""]])
         change = edited - original
         row: dict[str, Any] = {
             "prompt": probe.prompt,
@@ -112,8 +111,20 @@ def audit_loaded(
             "drift": float(change.norm() / (original - uncond).norm().clamp_min(1e-12)),
         }
         if probe.role == "erased":
+            with edit_disabled(backend.unet):
+                anchor_preds = _predict_each(backend, x, t, [cond_of[a] for a, _ in probe.anchors])
+            anchor = sum(w * p for (_, w), p in zip(probe.anchors, anchor_preds))
             direction = (anchor - probe.eta * (original - anchor)) - original
             coefficient = (change * direction).sum() / (direction * direction).sum().clamp_min(1e-12)
             row["erasure"] = float(coefficient.clamp(0.0, 1.0))
         report.rows.append(row)
     return report
+
+
+def _predict_each(backend: Backend, x: torch.Tensor, t: torch.Tensor, conds: list[Conditioning]) -> list[torch.Tensor]:
+    """Predictions on the same latents for each single-prompt conditioning, in one batch."""
+    n = x.shape[0]
+    out = backend.predict_noise(
+        x.repeat(len(conds), 1, 1, 1), t.repeat(len(conds)), Conditioning.cat([c.repeat(n) for c in conds])
+    )
+    return list(out.float().chunk(len(conds)))

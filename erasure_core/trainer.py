@@ -46,6 +46,7 @@ class EraseResult:
     fingerprint: str
     losses: list[float] = field(default_factory=list)
     found: dict[str, list[str]] = field(default_factory=dict)
+    targets: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     audit: AuditReport | None = None
     seconds: float = 0.0
     peak_memory_mb: float = 0.0
@@ -64,6 +65,7 @@ class EraseResult:
             "erased": list(c.erase),
             "kept": list(c.keep),
             "found": self.found,
+            "targets": self.targets,
             "steps": c.steps,
             "base_model": self.base_model,
             "base_model_fingerprint": self.fingerprint,
@@ -84,6 +86,7 @@ class EraseResult:
             "unet_evals_per_concept": self.unet_evals / max(1, len(self.config.erase)),
             "losses": self.losses,
             "found": self.found,
+            "targets": self.targets,
             "lora_layers": len(self.weights),
             "audit": self.audit.to_dict() if self.audit else None,
             "resumed_from": self.resumed_from,
@@ -129,7 +132,7 @@ def erase(
             )
             load_lora_weights(unet, result.weights)
             callbacks.on_step(1, 1, {INFO_PHASE: "train"})
-            probes = _probes(config, {})
+            probes = _probes(config, {}, {})
         else:
             probes = _train(backend, config, callbacks, prompts, modules, latent_shape, resume, result)
         callbacks.on_step(result_steps(config), result_steps(config), {INFO_PHASE: "audit"})
@@ -203,7 +206,9 @@ def _train(
     result.unet_evals = ctx.unet_evals
     if state is not None:
         result.found = state.found()
-    return _probes(config, result.found)
+        if config.method == "age":
+            result.targets = state.targets()
+    return _probes(config, result.found, result.targets)
 
 
 def _key_map(backend: Backend) -> dict[str, str]:
@@ -216,15 +221,18 @@ def _module_shapes(unet: torch.nn.Module) -> dict[str, tuple[int, ...]]:
     return {name: tuple(m.weight.shape) for name, m in unet.named_modules() if is_trainable_type(m)}
 
 
-def _probes(config: EraseConfig, found: dict[str, list[str]]) -> list[Probe]:
+def _probes(
+    config: EraseConfig, found: dict[str, list[str]], targets: dict[str, list[tuple[str, float]]]
+) -> list[Probe]:
     """Erased concepts (with the method's target), kept concepts, and the concepts the search found nearby."""
-    anchor, eta = config.anchor, config.negative_guidance
+    anchors: tuple[tuple[str, float], ...] = ((config.anchor, 1.0),)
+    eta = config.negative_guidance
     if config.method == "uce":
-        anchor, eta = config.guide, 0.0  # UCE maps the concept onto the guide's projections
+        anchors, eta = ((config.guide, 1.0),), 0.0  # UCE maps the concept onto the guide's projections
     probes = []
     for concept in config.erase:
-        target = found[concept][0] if config.method == "age" and found.get(concept) else anchor
-        probes.append(Probe(concept, "erased", target, eta))
+        own = tuple((w, float(p)) for w, p in targets.get(concept, ())) or anchors
+        probes.append(Probe(concept, "erased", own, eta))
     probes += [Probe(k, "kept") for k in config.keep]
     taken = {p.prompt.lower() for p in probes}
     for words in found.values():
@@ -272,11 +280,12 @@ def run_audit(
     """Audit a LoRA (in memory or loaded from a file) on the backend's model; the model is left unchanged."""
     unet = backend.unet
     if isinstance(weights, LoraFile):
-        found = weights.info().get("found") or {}
+        info = weights.info()
+        found, targets = info.get("found") or {}, info.get("targets") or {}
         weights = weights_for_modules(weights, _key_map(backend), _module_shapes(unet))
     else:
-        found = {}
-    probes = _probes(config, found) + [Probe(p, "neighbour") for p in extra_prompts]
+        found, targets = {}, {}
+    probes = _probes(config, found, targets) + [Probe(p, "neighbour") for p in extra_prompts]
     load_lora_weights(unet, weights)
     try:
         return audit_loaded(

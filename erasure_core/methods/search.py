@@ -19,6 +19,9 @@ class SearchState:
     def found(self, n: int = 5) -> dict[str, list[str]]:
         return {s.concept: s.ranked(n) for s in self.searches}
 
+    def targets(self, n: int = 5) -> dict[str, list[tuple[str, float]]]:
+        return {s.concept: s.distribution(n) for s in self.searches}
+
 
 def prepare_search(ctx: TrainingContext) -> SearchState:
     """Candidate words per erased concept (ref §2.1), their encodings, and Adam on the logits (ref §2.5)."""
