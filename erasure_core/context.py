@@ -114,7 +114,7 @@ class TrainingContext:
     def check_finite(self, loss: torch.Tensor, what: str) -> None:
         if not torch.isfinite(loss):
             raise NumericalError(
-                f"The {what} loss became {float(loss)}; the run was stopped before the weights were changed. "
+                f"The {what} loss became {float(loss.detach())}; the run was stopped before the weights were changed. "
                 "Lower the learning rate, use float32, or check the model for broken weights."
             )
 

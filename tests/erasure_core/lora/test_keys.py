@@ -1,0 +1,89 @@
+"""Key names as sd-scripts writes them: diffusers-style paths for SD1.x/2.x, ldm (sgm) paths for SDXL."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+
+from erasure_core import ModelError
+from erasure_core.layers import is_trainable_type
+from erasure_core.lora.keys import diffusers_to_ldm, kohya_key_map
+
+SDXL_CONFIG = {
+    "sample_size": 128,
+    "block_out_channels": (320, 640, 1280),
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    "transformer_layers_per_block": (1, 2, 10),
+    "cross_attention_dim": 2048,
+    "attention_head_dim": (5, 10, 20),
+    "use_linear_projection": True,
+    "addition_embed_type": "text_time",
+    "addition_time_embed_dim": 256,
+    "projection_class_embeddings_input_dim": 2816,
+}
+
+
+@pytest.fixture(scope="module")
+def sd15_names() -> list[str]:
+    with torch.device("meta"):
+        return [n for n, _ in UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8).named_modules()]
+
+
+@pytest.fixture(scope="module")
+def sdxl_unet() -> UNet2DConditionModel:
+    with torch.device("meta"):
+        return UNet2DConditionModel(**SDXL_CONFIG)
+
+
+def test_sd1_keys_use_diffusers_paths(sd15_names: list[str]) -> None:
+    keys = kohya_key_map(sd15_names, "sd1", "diffusers")
+    name = "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k"
+    assert keys[name] == "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
+
+
+@pytest.mark.parametrize(
+    ("diffusers_name", "ldm_key"),
+    [
+        ("down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k", "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k"),
+        ("down_blocks.2.attentions.1.transformer_blocks.9.ff.net.2", "lora_unet_input_blocks_8_1_transformer_blocks_9_ff_net_2"),
+        ("down_blocks.0.resnets.1.conv1", "lora_unet_input_blocks_2_0_in_layers_2"),
+        ("down_blocks.0.downsamplers.0.conv", "lora_unet_input_blocks_3_0_op"),
+        ("down_blocks.1.resnets.0.conv_shortcut", "lora_unet_input_blocks_4_0_skip_connection"),
+        ("mid_block.attentions.0.proj_in", "lora_unet_middle_block_1_proj_in"),
+        ("mid_block.resnets.1.time_emb_proj", "lora_unet_middle_block_2_emb_layers_1"),
+        ("up_blocks.0.attentions.2.transformer_blocks.0.attn1.to_out.0", "lora_unet_output_blocks_2_1_transformer_blocks_0_attn1_to_out_0"),
+        ("up_blocks.0.upsamplers.0.conv", "lora_unet_output_blocks_2_2_conv"),
+        ("up_blocks.1.upsamplers.0.conv", "lora_unet_output_blocks_5_2_conv"),
+        ("up_blocks.2.resnets.2.conv2", "lora_unet_output_blocks_8_0_out_layers_3"),
+        ("time_embedding.linear_1", "lora_unet_time_embed_0"),
+        ("add_embedding.linear_2", "lora_unet_label_emb_0_2"),
+        ("conv_in", "lora_unet_input_blocks_0_0"),
+        ("conv_out", "lora_unet_out_2"),
+    ],
+)
+def test_sdxl_keys_use_ldm_paths(sdxl_unet: UNet2DConditionModel, diffusers_name: str, ldm_key: str) -> None:
+    keys = kohya_key_map([n for n, _ in sdxl_unet.named_modules()], "sdxl", "diffusers", layers_per_block=2)
+    assert keys[diffusers_name] == ldm_key
+
+
+def test_sdxl_mapping_names_every_trainable_module_uniquely(sdxl_unet: UNet2DConditionModel) -> None:
+    trainable = [n for n, m in sdxl_unet.named_modules() if is_trainable_type(m)]
+    keys = kohya_key_map([n for n, _ in sdxl_unet.named_modules()], "sdxl", "diffusers", layers_per_block=2)
+    assert set(trainable) <= set(keys)
+    assert len({keys[n] for n in trainable}) == len(trainable)
+
+
+def test_sd1_upsampler_without_attention_sits_in_slot_one(sd15_names: list[str]) -> None:
+    assert diffusers_to_ldm(sd15_names, 2)["up_blocks.0.upsamplers.0.conv"] == "output_blocks.2.1.conv"
+
+
+def test_ldm_named_backends_keep_their_names() -> None:
+    keys = kohya_key_map(["input_blocks.1.1.transformer_blocks.0.attn2.to_k"], "sd1", "ldm")
+    assert keys == {"input_blocks.1.1.transformer_blocks.0.attn2.to_k": "lora_unet_input_blocks_1_1_transformer_blocks_0_attn2_to_k"}
+
+
+def test_unknown_architecture_raises() -> None:
+    with pytest.raises(ModelError, match="architecture"):
+        kohya_key_map(["a"], "flux", "diffusers")

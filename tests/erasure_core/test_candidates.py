@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from erasure_core import ConfigError
+from erasure_core.adversarial import ConceptSearch, gumbel_sample
+from erasure_core.backends.base import Conditioning
+from erasure_core.backends.diffusers_backend import tokenizer_words
+from erasure_core.candidates import find_candidates, kmeans_1d, pick_candidates
+from erasure_core.testing import write_clip_tokenizer
+
+
+def test_kmeans_finds_separated_clusters() -> None:
+    values = torch.tensor([1.0, 1.1, 0.9, 5.0, 5.2, 9.0, 9.1])
+    centres = sorted(kmeans_1d(values, 3).tolist())
+    assert centres == pytest.approx([1.0, 5.1, 9.05], abs=1e-6)
+
+
+def test_candidates_are_the_nearest_words_spread_over_the_distances() -> None:
+    words = [f"w{i}" for i in range(100)]
+    distances = torch.arange(100, dtype=torch.float32)
+    picked = pick_candidates(distances, words, k_closest=50, num_centers=5)
+    assert len(picked) == 5 and int(picked[0][1:]) < 10
+    assert all(int(w[1:]) < 50 for w in picked) and int(picked[-1][1:]) > 40
+    assert picked == sorted(picked, key=lambda w: int(w[1:]))
+
+
+def test_no_clustering_when_few_words() -> None:
+    distances = torch.tensor([3.0, 1.0, 2.0])
+    assert pick_candidates(distances, ["a", "b", "c"], k_closest=10, num_centers=5) == ["b", "c", "a"]
+
+
+def test_erased_words_are_excluded() -> None:
+    distances = torch.tensor([0.0, 1.0, 2.0])
+    assert pick_candidates(distances, ["cat", "dog", "car"], 10, 10, exclude=["Cat"]) == ["dog", "car"]
+
+
+def test_find_candidates_encodes_the_vocabulary_once_for_all_concepts() -> None:
+    table = {"cat": [0.0], "car": [10.0], "dog": [1.0], "bus": [9.0], "van": [11.0]}
+    calls = []
+
+    def encode(words):
+        calls.append(list(words))
+        return Conditioning(torch.tensor([table[w] for w in words])[:, None, :])
+
+    found = find_candidates(encode, ["cat", "car"], encode(["cat", "car"]), ["dog", "bus", "van"], 2, 2, True)
+    assert found == {"cat": ["dog", "bus"], "car": ["bus", "van"]}
+    assert len(calls) == 2
+
+
+def test_empty_vocabulary_raises() -> None:
+    with pytest.raises(ConfigError, match="vocabulary is empty"):
+        find_candidates(lambda w: None, ["cat"], None, [], 2, 2, True)
+
+
+def test_tokenizer_words_are_whole_alphabetic_words_most_frequent_first(tmp_path) -> None:
+    tokenizer = write_clip_tokenizer(tmp_path)
+    words = tokenizer_words(tokenizer)
+    assert words[:3] == ["cat", "dog", "horse"] and all(w.isalpha() and len(w) > 1 for w in words)
+
+
+def test_hard_gumbel_is_one_hot_with_straight_through_gradient() -> None:
+    logits = torch.zeros(5, requires_grad=True)
+    weights = gumbel_sample(logits, 2.0, True, 2, torch.Generator().manual_seed(0))
+    assert sorted(weights.detach().tolist()) == [0, 0, 0, 0, 1]
+    (weights * torch.arange(5.0)).sum().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_soft_top_k_mixes_k_candidates() -> None:
+    weights = gumbel_sample(torch.zeros(6), 2.0, False, 3, torch.Generator().manual_seed(0))
+    assert int((weights > 0).sum()) == 3 and float(weights.sum()) == pytest.approx(1.0)
+
+
+def test_search_sharpens_towards_the_rewarded_candidate() -> None:
+    search = ConceptSearch("cat", ["a", "b", "c"], Conditioning(torch.eye(3)[:, None, :]))
+    optimizer = torch.optim.Adam([search.logits], lr=0.1)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(100):
+        weights = search.sample(2.0, True, 1, generator)
+        loss = -search.embed(weights).context[0, 0, 2]  # reward picking "c"
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert search.ranked(1) == ["c"] and search.distribution(1)[0][0] == "c"

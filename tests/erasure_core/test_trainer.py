@@ -1,0 +1,154 @@
+"""The run around the methods: progress, cancel, errors, restoring the host's model, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from erasure_core import (
+    Callbacks,
+    Cancelled,
+    ConfigError,
+    ModelError,
+    NumericalError,
+    ResourceError,
+    erase,
+    export_lora,
+    load_lora,
+    make_config,
+)
+from erasure_core.backends.diffusers_backend import DiffusersBackend
+from erasure_core.callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PREVIEW
+from erasure_core.lora.adapter import has_lora, inject_lora
+from tests.conftest import make_backend
+
+QUICK = {"steps": 4, "ddim_steps": 5, "audit_samples": 0}
+
+
+def _snapshot(backend: DiffusersBackend) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    x = torch.randn((2, *backend.latent_shape()), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = backend.predict_noise(x, torch.tensor([300, 700]), backend.encode_prompts(["cat", "dog"]))
+    return {k: v.clone() for k, v in backend.unet.state_dict().items()}, out
+
+
+def _assert_untouched(backend: DiffusersBackend, before: tuple[dict[str, torch.Tensor], torch.Tensor]) -> None:
+    state, out = _snapshot(backend)
+    assert not has_lora(backend.unet) and not hasattr(backend.unet, "peft_config")
+    assert state.keys() == before[0].keys()
+    assert all(torch.equal(state[k], before[0][k]) for k in state)
+    assert torch.equal(out, before[1])
+
+
+def test_model_is_unchanged_after_a_run(backend: DiffusersBackend) -> None:
+    before = _snapshot(backend)
+    erase(backend, make_config("esd", erase=["cat"], **QUICK))
+    _assert_untouched(backend, before)
+
+
+def test_progress_reports_every_step_with_loss_concept_and_found(sd1_backend: DiffusersBackend) -> None:
+    seen: list[tuple[int, int, dict]] = []
+    callbacks = Callbacks(on_step=lambda s, n, info: seen.append((s, n, info)), preview_every=2)
+    erase(sd1_backend, make_config("eap", erase=["cat"], k_closest=8, num_centers=4, **QUICK), callbacks)
+    training = [(s, n, i) for s, n, i in seen if INFO_LOSS in i]
+    assert [s for s, _, _ in training] == [1, 2, 3, 4] and all(n == 4 for _, n, _ in training)
+    assert all(i[INFO_CONCEPT] == "cat" and isinstance(i[INFO_FOUND], str) for _, _, i in training)
+    assert [INFO_PREVIEW in i for _, _, i in training] == [False, True, False, True]
+    assert training[1][2][INFO_PREVIEW].shape == sd1_backend.latent_shape()
+
+
+def test_cancel_stops_and_restores_the_model(sd1_backend: DiffusersBackend) -> None:
+    before = _snapshot(sd1_backend)
+    calls = []
+
+    def should_stop() -> bool:
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(Cancelled, match="step 2 of 4"):
+        erase(sd1_backend, make_config("esd", erase=["cat"], **QUICK), Callbacks(should_stop=should_stop))
+    _assert_untouched(sd1_backend, before)
+
+
+def test_nan_loss_raises_before_the_weights_change(sd1_backend: DiffusersBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _snapshot(sd1_backend)
+    predict = sd1_backend.predict_noise
+
+    def nan_when_training(x, t, cond):
+        out = predict(x, t, cond)
+        return out * float("nan") if torch.is_grad_enabled() else out
+
+    monkeypatch.setattr(sd1_backend, "predict_noise", nan_when_training)
+    with pytest.raises(NumericalError, match="loss became nan.*Lower the learning rate"):
+        erase(sd1_backend, make_config("esd", erase=["cat"], **QUICK))
+    monkeypatch.undo()
+    _assert_untouched(sd1_backend, before)
+
+
+def test_out_of_memory_becomes_a_resource_error_with_advice(sd1_backend: DiffusersBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _snapshot(sd1_backend)
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(sd1_backend, "predict_noise", oom)
+    with pytest.raises(ResourceError, match="Out of memory.*lower resolution"):
+        erase(sd1_backend, make_config("esd", erase=["cat"], **QUICK))
+    monkeypatch.undo()
+    _assert_untouched(sd1_backend, before)
+
+
+def test_a_model_still_carrying_our_lora_is_refused(sd1_backend: DiffusersBackend) -> None:
+    inject_lora(sd1_backend.unet, ["down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k"], 2, 2.0)
+    with pytest.raises(ModelError, match="already carries"):
+        erase(sd1_backend, make_config("esd", erase=["cat"], **QUICK))
+
+
+def test_same_seed_gives_the_same_lora(tmp_path: Path) -> None:
+    runs = [erase(make_backend("sd1", tmp_path / str(i)), make_config("eap", erase=["cat"], k_closest=8, num_centers=4, **QUICK)) for i in range(2)]
+    for name, w in runs[0].weights.items():
+        assert torch.equal(w.up, runs[1].weights[name].up)
+
+
+def test_resume_continues_from_the_saved_lora(sd1_backend: DiffusersBackend, tmp_path: Path) -> None:
+    first = erase(sd1_backend, make_config("esd", erase=["cat"], lr=1e-2, **QUICK))
+    path = export_lora(first, tmp_path / "first.safetensors", dtype=torch.float32)
+    # lr 0: the resumed run must hand back exactly the loaded weights
+    same = erase(sd1_backend, make_config("esd", erase=["cat"], lr=0.0, **QUICK), resume=load_lora(path))
+    for name, w in first.weights.items():
+        torch.testing.assert_close(same.weights[name].up, w.up)
+        torch.testing.assert_close(same.weights[name].down, w.down)
+    # lr > 0: training goes on from there
+    more = erase(sd1_backend, make_config("esd", erase=["cat"], lr=1e-2, **QUICK), resume=load_lora(path))
+    assert any(not torch.allclose(more.weights[n].up, w.up) for n, w in first.weights.items())
+    assert more.resumed_from == "first"
+
+
+def test_resume_with_a_lora_for_another_architecture_raises(tmp_path: Path) -> None:
+    sdxl = make_backend("sdxl", tmp_path / "xl")
+    path = export_lora(erase(sdxl, make_config("esd", erase=["cat"], **QUICK)), tmp_path / "xl.safetensors")
+    sd1 = make_backend("sd1", tmp_path / "sd1")
+    with pytest.raises(ModelError, match="made for sdxl"):
+        erase(sd1, make_config("esd", erase=["cat"], **QUICK), resume=load_lora(path))
+    assert not has_lora(sd1.unet)
+
+
+def test_uce_cannot_resume(sd1_backend: DiffusersBackend, tmp_path: Path) -> None:
+    path = export_lora(erase(sd1_backend, make_config("uce", erase=["cat"], audit_samples=0)), tmp_path / "u.safetensors")
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        erase(sd1_backend, make_config("uce", erase=["cat"]), resume=load_lora(path))
+
+
+def test_report_counts_unet_evaluations_and_time(sd1_backend: DiffusersBackend) -> None:
+    result = erase(sd1_backend, make_config("esd", erase=["cat"], **QUICK))
+    report = result.report()
+    # each step: at least 2 frozen + 1 trained forward and 1 backward; sampling adds 2 per DDIM step
+    assert report["unet_evals"] >= 4 * 4 and report["seconds"] > 0 and report["peak_memory_mb"] > 0
+    assert len(report["losses"]) == 4 and report["settings"]["method"] == "esd"
+
+
+def test_reference_timestep_offset_option_runs(sd1_backend: DiffusersBackend) -> None:
+    result = erase(sd1_backend, make_config("age", erase=["cat"], reference_timestep_offset=True, detached_erasure_term=True, k_closest=6, num_centers=3, **QUICK))
+    assert len(result.losses) == 4 and all(torch.isfinite(torch.tensor(result.losses)))
