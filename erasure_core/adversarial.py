@@ -68,4 +68,4 @@ class ConceptSearch:
         probs = torch.softmax(self.logits.detach().float(), dim=-1)
         top = torch.topk(probs, min(n, probs.numel()))
         total = float(top.values.sum())
-        return [(self.words[int(i)], float(p) / total) for p, i in zip(top.values, top.indices)]
+        return [(self.words[int(i)], float(p) / total) for p, i in zip(top.values, top.indices, strict=True)]

@@ -95,9 +95,7 @@ def audit_loaded(
     for probe in probes:
         cond = cond_of[probe.prompt].repeat(samples)
         with edit_disabled(backend.unet):
-            _, latents = ddim_sample(
-                predict, z, cond, cond_of[""], guidance, path, backend.alphas_cumprod, record
-            )
+            _, latents = ddim_sample(predict, z, cond, cond_of[""], guidance, path, backend.alphas_cumprod, record)
         x = torch.cat([latents[t] for t in record])
         t = torch.tensor(record, device=x.device).repeat_interleave(samples)
         n = x.shape[0]
@@ -113,7 +111,7 @@ def audit_loaded(
         if probe.role == "erased":
             with edit_disabled(backend.unet):
                 anchor_preds = _predict_each(backend, x, t, [cond_of[a] for a, _ in probe.anchors])
-            anchor = sum(w * p for (_, w), p in zip(probe.anchors, anchor_preds))
+            anchor = sum(w * p for (_, w), p in zip(probe.anchors, anchor_preds, strict=True))
             direction = (anchor - probe.eta * (original - anchor)) - original
             coefficient = (change * direction).sum() / (direction * direction).sum().clamp_min(1e-12)
             row["erasure"] = float(coefficient.clamp(0.0, 1.0))

@@ -81,7 +81,9 @@ def find_candidates(
 ) -> dict[str, list[str]]:
     """Candidate words per erased concept. The vocabulary is encoded once for all concepts."""
     if not vocabulary:
-        raise ConfigError("The candidate vocabulary is empty; give a word list or use a model whose tokenizer has words.")
+        raise ConfigError(
+            "The candidate vocabulary is empty; give a word list or use a model whose tokenizer has words."
+        )
     logger.info("Encoding %d vocabulary words for the concept search", len(vocabulary))
     distances = vocabulary_distances(encode, concept_conds, vocabulary)
     out: dict[str, list[str]] = {}

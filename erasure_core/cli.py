@@ -67,9 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--erase", action="append", default=[], help="concept to erase (repeat for several)")
     run.add_argument("--keep", action="append", default=[], help="concept to keep unchanged (repeat for several)")
     run.add_argument("--method", default="eap", choices=sorted(CONFIG_CLASSES), help="erasure method (default: eap)")
-    run.add_argument("--vocabulary", help="EAP/AGE candidate words: a text file (one per line) or comma-separated words")
+    run.add_argument(
+        "--vocabulary", help="EAP/AGE candidate words: a text file (one per line) or comma-separated words"
+    )
     run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
-    run.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="model precision (LoRA weights stay fp32)")
+    run.add_argument(
+        "--dtype", default="fp32", choices=sorted(DTYPES), help="model precision (LoRA weights stay fp32)"
+    )
     run.add_argument("--resume", help="continue training from a LoRA file made on the same model")
     run.add_argument("--out", help="output LoRA file (.safetensors) (required)")
     run.add_argument("--report", help="write everything about the run as JSON here")
@@ -86,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
     audit.add_argument("--samples", type=int, default=2, help="latents per prompt")
     audit.add_argument("--report", help="write the audit as JSON here")
-    tiny = sub.add_parser("make-tiny-model", help="write a tiny random SD-shaped model to try the tool without weights")
+    tiny = sub.add_parser(
+        "make-tiny-model", help="write a tiny random SD-shaped model to try the tool without weights"
+    )
     tiny.add_argument("--out", required=True, help="folder to write (a diffusers model folder)")
     tiny.add_argument("--arch", default="sd1", choices=["sd1", "sdxl"])
     tiny.add_argument("--seed", type=int, default=0)
@@ -195,7 +201,9 @@ def _run_audit(args: argparse.Namespace) -> int:
     info = lora.info()
     settings = dict(info.get("config") or {})
     if not settings:
-        raise ModelError(f"{Path(args.lora).name} carries no erasure metadata; only LoRAs made by this tool can be audited.")
+        raise ModelError(
+            f"{Path(args.lora).name} carries no erasure metadata; only LoRAs made by this tool can be audited."
+        )
     settings["audit_samples"] = args.samples
     method = settings.pop("method")
     config = make_config(method, **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})

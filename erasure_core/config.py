@@ -59,14 +59,20 @@ class EraseConfig:
     lr: float | None = _opt("Learning rate of the LoRA weights.", min=0.0, max=1.0)
     steps: int | None = _opt("Parameter update steps.", min=1, max=1_000_000)
     seed: int | None = _opt("Random seed; the same seed and inputs give the same LoRA.", min=0)
-    sample_guidance: float | None = _opt("Guidance scale of the partial sampling that makes training latents.", min=0.0)
-    ddim_steps: int | None = _opt("DDIM steps of the sampling schedule the training timesteps come from.", min=2, max=1000)
+    sample_guidance: float | None = _opt(
+        "Guidance scale of the partial sampling that makes training latents.", min=0.0
+    )
+    ddim_steps: int | None = _opt(
+        "DDIM steps of the sampling schedule the training timesteps come from.", min=2, max=1000
+    )
     reference_timestep_offset: bool | None = _opt(
         "Reproduce the reference code's latent/timestep mismatch (latent about two DDIM steps less noisy)."
     )
     negative_guidance: float | None = _opt("Strength eta of the negative guidance the edit distils.", min=0.0)
     anchor: str | None = _opt("Prompt the erased concept is steered to (ESD; empty = unconditional).")
-    loss_space: str | None = _opt("Compare noise predictions ('eps', ESD) or x0-predictions ('x0', EAP/AGE).", choices=LOSS_SPACES)
+    loss_space: str | None = _opt(
+        "Compare noise predictions ('eps', ESD) or x0-predictions ('x0', EAP/AGE).", choices=LOSS_SPACES
+    )
     keep_weight: float | None = _opt("Weight of the preservation loss of the concepts to keep.", min=0.0)
     resolution: int | None = field(
         default=None, metadata={"help": "Training resolution in pixels (default: the model's native size).", "min": 8}
@@ -176,13 +182,17 @@ class UceConfig(EraseConfig):
     erase_scale: float | None = _opt("Weight of the erased concepts in the least-squares edit.", min=0.0)
     preserve_scale: float | None = _opt("Weight of the kept concepts in the least-squares edit.", min=0.0)
     guide: str | None = _opt("Prompt whose projections the erased concept receives (empty = unconditional).")
-    energy: float | None = _opt("Fraction of the edit's energy the exported LoRA keeps (truncated SVD).", min=0.0, max=1.0)
+    energy: float | None = _opt(
+        "Fraction of the edit's energy the exported LoRA keeps (truncated SVD).", min=0.0, max=1.0
+    )
     max_rank: int | None = _opt("Largest LoRA rank per layer in the export.", min=1)
 
     def _check(self) -> None:
         super()._check()
         if self.layers != "xattn-kv":
-            raise ConfigError(f"UCE edits only cross-attention keys and values; set layers to 'xattn-kv', not {self.layers!r}.")
+            raise ConfigError(
+                f"UCE edits only cross-attention keys and values; set layers to 'xattn-kv', not {self.layers!r}."
+            )
 
 
 CONFIG_CLASSES: dict[str, type[EraseConfig]] = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 

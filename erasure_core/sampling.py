@@ -7,6 +7,7 @@ code's sampler stops about two DDIM steps late and starts one step low; `Timeste
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -103,7 +104,7 @@ def ddim_sample(
     """
     x = z
     recorded: dict[int, torch.Tensor] = {path[0]: x} if path[0] in record else {}
-    for t, t_prev in zip(path[:-1], path[1:]):
+    for t, t_prev in itertools.pairwise(path):
         eps = guided_noise(predict, x, t, cond, uncond, guidance)
         a_t = alphas_cumprod[t]
         a_prev = alphas_cumprod[t_prev] if t_prev > 0 else alphas_cumprod[0]

@@ -20,11 +20,50 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-WORDS = (
-    "cat dog horse bird fish car truck bus train boat church house tower bridge castle apple banana orange grape "
-    "lemon piano guitar violin drum flute red blue green photo painting sketch style person woman man tree flower "
-    "river mountain city night day"
-).split()
+WORDS = [
+    "cat",
+    "dog",
+    "horse",
+    "bird",
+    "fish",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "boat",
+    "church",
+    "house",
+    "tower",
+    "bridge",
+    "castle",
+    "apple",
+    "banana",
+    "orange",
+    "grape",
+    "lemon",
+    "piano",
+    "guitar",
+    "violin",
+    "drum",
+    "flute",
+    "red",
+    "blue",
+    "green",
+    "photo",
+    "painting",
+    "sketch",
+    "style",
+    "person",
+    "woman",
+    "man",
+    "tree",
+    "flower",
+    "river",
+    "mountain",
+    "city",
+    "night",
+    "day",
+]
 MAX_TOKENS = 12
 
 

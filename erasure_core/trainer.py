@@ -115,7 +115,9 @@ def erase(
     if has_lora(unet):
         raise ModelError("The model already carries an erasure LoRA from an unfinished run; reload the model.")
     if resume is not None and config.method == "uce":
-        raise ConfigError("UCE is a closed-form edit of the original weights; there is nothing to resume. Drop the resume file.")
+        raise ConfigError(
+            "UCE is a closed-form edit of the original weights; there is nothing to resume. Drop the resume file."
+        )
     key_map = _key_map(backend)
     modules = select_modules(unet.named_modules(), config.layers)
     latent_shape = backend.latent_shape(config.resolution)
@@ -137,7 +139,13 @@ def erase(
             probes = _train(backend, config, callbacks, prompts, modules, latent_shape, resume, result)
         callbacks.on_step(result_steps(config), result_steps(config), {INFO_PHASE: "audit"})
         result.audit = audit_loaded(
-            backend, probes, config.audit_samples, config.audit_ddim_steps, config.sample_guidance, config.seed, latent_shape
+            backend,
+            probes,
+            config.audit_samples,
+            config.audit_ddim_steps,
+            config.sample_guidance,
+            config.seed,
+            latent_shape,
         )
         result.weights = extract_lora(unet)
     except torch.OutOfMemoryError as exc:
@@ -196,7 +204,9 @@ def _train(
     ctx.optimizer = torch.optim.Adam(params, lr=config.lr)
     for step in range(1, config.steps + 1):
         if callbacks.should_stop():
-            raise Cancelled(f"Erasure cancelled at step {step - 1} of {config.steps}; the model is unchanged and nothing was saved.")
+            raise Cancelled(
+                f"Erasure cancelled at step {step - 1} of {config.steps}; the model is unchanged and nothing was saved."
+            )
         info = method.train_step(ctx, state)
         info[INFO_PHASE] = "train"
         result.losses.append(info["loss"])
@@ -214,7 +224,9 @@ def _train(
 def _key_map(backend: Backend) -> dict[str, str]:
     unet = backend.unet
     layers_per_block = getattr(getattr(unet, "config", None), "layers_per_block", None)
-    return kohya_key_map([name for name, _ in unet.named_modules()], backend.arch, backend.module_naming, layers_per_block)
+    return kohya_key_map(
+        [name for name, _ in unet.named_modules()], backend.arch, backend.module_naming, layers_per_block
+    )
 
 
 def _module_shapes(unet: torch.nn.Module) -> dict[str, tuple[int, ...]]:
@@ -258,7 +270,9 @@ def export_lora(
     c = result.config
     ranks = {w.rank for w in result.weights.values()}
     alphas = {w.alpha for w in result.weights.values()}
-    text = description or f"{c.method.upper()} erasure of {', '.join(c.erase)}" + (f"; kept {', '.join(c.keep)}" if c.keep else "")
+    text = description or f"{c.method.upper()} erasure of {', '.join(c.erase)}" + (
+        f"; kept {', '.join(c.keep)}" if c.keep else ""
+    )
     metadata = build_metadata(
         arch=result.arch,
         output_name=path.stem,
@@ -289,7 +303,12 @@ def run_audit(
     load_lora_weights(unet, weights)
     try:
         return audit_loaded(
-            backend, probes, config.audit_samples or 2, config.audit_ddim_steps, config.sample_guidance, config.seed,
+            backend,
+            probes,
+            config.audit_samples or 2,
+            config.audit_ddim_steps,
+            config.sample_guidance,
+            config.seed,
             backend.latent_shape(config.resolution),
         )
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ import torch
 
 from erasure_core.backends.diffusers_backend import DiffusersBackend
 from erasure_core.testing import WORDS, tiny_sd1, tiny_sdxl
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the suite never downloads; fail loudly if something tries
 
 BUILDERS = {"sd1": tiny_sd1, "sdxl": tiny_sdxl}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ _WORD = re.compile(r"^[a-z]{2,}$")
 
 
 def detect_arch(unet: nn.Module, has_second_encoder: bool) -> str:
-    """"sdxl" when the UNet takes pooled text and size ids, "sd2" for 1024-wide cross-attention, else "sd1"."""
+    """ "sdxl" when the UNet takes pooled text and size ids, "sd2" for 1024-wide cross-attention, else "sd1"."""
     config = unet.config
     if has_second_encoder or getattr(config, "addition_embed_type", None) == "text_time":
         return "sdxl"
@@ -213,7 +214,9 @@ def load_diffusers_model(
 
     path = Path(path)
     if not path.exists():
-        raise ModelError(f"Model not found: {path}. Give a diffusers folder (with model_index.json) or a .safetensors file.")
+        raise ModelError(
+            f"Model not found: {path}. Give a diffusers folder (with model_index.json) or a .safetensors file."
+        )
     try:
         if path.is_dir():
             if not (path / "model_index.json").is_file():
@@ -221,7 +224,9 @@ def load_diffusers_model(
                     f"{path} is a folder without model_index.json, so it is not a diffusers model folder. "
                     "Point --model at the folder that holds model_index.json, or at a single .safetensors checkpoint."
                 )
-            pipe = diffusers.DiffusionPipeline.from_pretrained(path, torch_dtype=dtype, local_files_only=True)
+            with warnings.catch_warnings():  # newer diffusers renames torch_dtype; the old name works everywhere
+                warnings.filterwarnings("ignore", message=".*torch_dtype.*")
+                pipe = diffusers.DiffusionPipeline.from_pretrained(path, torch_dtype=dtype, local_files_only=True)
         else:
             if path.suffix not in (".safetensors", ".ckpt"):
                 raise ModelError(f"{path.name} is not a .safetensors or .ckpt checkpoint.")
@@ -235,7 +240,9 @@ def load_diffusers_model(
     except Exception as exc:  # diffusers raises many types for unreadable files; say which file and why
         raise ModelError(f"Could not load the model at {path}: {exc}") from exc
     if not hasattr(pipe, "unet") or getattr(pipe, "text_encoder", None) is None:
-        raise ModelError(f"{path} is a {type(pipe).__name__}, not a Stable Diffusion pipeline with a UNet and a text encoder.")
+        raise ModelError(
+            f"{path} is a {type(pipe).__name__}, not a Stable Diffusion pipeline with a UNet and a text encoder."
+        )
     pipe.to(device)
     return DiffusersBackend.from_pipeline(pipe, name=path.stem if path.is_file() else path.name)
 
@@ -253,7 +260,9 @@ def _load_single_file(diffusers: Any, path: Path, dtype: torch.dtype, config: st
     if config is not None:
         kwargs["config"] = str(config)
     try:
-        return pipeline_cls.from_single_file(str(path), **kwargs)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*")
+            return pipeline_cls.from_single_file(str(path), **kwargs)
     except Exception as exc:
         raise ModelError(
             f"Could not load the single-file checkpoint {path.name} offline: {exc}. A single file carries no "

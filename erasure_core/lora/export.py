@@ -94,7 +94,9 @@ def build_metadata(
         "ss_training_comment": description,
         "modelspec.sai_model_spec": "1.0.0",
         "modelspec.architecture": MODELSPEC_ARCH[arch],
-        "modelspec.implementation": "diffusers" if arch != "sdxl" else "https://github.com/Stability-AI/generative-models",
+        "modelspec.implementation": "diffusers"
+        if arch != "sdxl"
+        else "https://github.com/Stability-AI/generative-models",
         "modelspec.title": output_name,
         "modelspec.description": description,
         "modelspec.date": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -135,7 +137,7 @@ def load_lora(path: str | Path) -> LoraFile:
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - a safetensors handle, not a dict
     except Exception as exc:
         raise ModelError(f"Could not read {path.name} as a safetensors file: {exc}") from exc
     weights: dict[str, LoraTensors] = {}
@@ -148,7 +150,9 @@ def load_lora(path: str | Path) -> LoraFile:
             raise ModelError(f"{path.name} is damaged: {prefix} has lora_down but no lora_up.")
         alpha = tensors.get(f"{prefix}.{ALPHA}")
         rank = down.shape[0]
-        weights[prefix] = LoraTensors(down.float(), up.float(), float(alpha.item()) if alpha is not None else float(rank))
+        weights[prefix] = LoraTensors(
+            down.float(), up.float(), float(alpha.item()) if alpha is not None else float(rank)
+        )
     if not weights:
         raise ModelError(f"{path.name} holds no kohya UNet LoRA (no 'lora_unet_*.lora_down.weight' tensors).")
     return LoraFile(weights, metadata)

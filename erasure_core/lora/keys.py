@@ -33,7 +33,9 @@ _TOP_LEVEL_TO_LDM = {
     "conv_norm_out": "out.0",
     "conv_out": "out.2",
 }
-_BLOCK = re.compile(r"^(down_blocks|up_blocks)\.(\d+)\.(resnets|attentions|downsamplers|upsamplers)\.(\d+)(?:\.(.*))?$")
+_BLOCK = re.compile(
+    r"^(down_blocks|up_blocks)\.(\d+)\.(resnets|attentions|downsamplers|upsamplers)\.(\d+)(?:\.(.*))?$"
+)
 _MID = re.compile(r"^mid_block\.(resnets|attentions)\.(\d+)(?:\.(.*))?$")
 
 
@@ -57,7 +59,11 @@ def diffusers_to_ldm(names: Iterable[str], layers_per_block: int) -> dict[str, s
     """
     names = list(names)
     n = layers_per_block
-    up_with_attention = {int(m.group(2)) for m in map(_BLOCK.match, names) if m and m.group(1) == "up_blocks" and m.group(3) == "attentions"}
+    up_with_attention = {
+        int(m.group(2))
+        for m in map(_BLOCK.match, names)
+        if m and m.group(1) == "up_blocks" and m.group(3) == "attentions"
+    }
     mapping: dict[str, str] = {}
     for name in names:
         for src, dst in _TOP_LEVEL_TO_LDM.items():
@@ -69,7 +75,9 @@ def diffusers_to_ldm(names: Iterable[str], layers_per_block: int) -> dict[str, s
                 kind, i, part, j, rest = m.group(1), int(m.group(2)), m.group(3), int(m.group(4)), m.group(5)
                 if kind == "down_blocks":
                     if part == "downsamplers":
-                        mapping[name] = f"input_blocks.{(n + 1) * (i + 1)}.0" + (".op" + rest[len("conv") :] if rest else "")
+                        mapping[name] = f"input_blocks.{(n + 1) * (i + 1)}.0" + (
+                            ".op" + rest[len("conv") :] if rest else ""
+                        )
                     else:
                         child = _resnet_child(rest) if part == "resnets" else _attention_child(rest)
                         mapping[name] = f"input_blocks.{1 + (n + 1) * i + j}.{0 if part == 'resnets' else 1}{child}"

@@ -34,13 +34,17 @@ def train_step(ctx: TrainingContext, state: SearchState) -> dict[str, Any]:
     # Parameter step (ref §3.1): x_e from c_e and x_t' from c_t share z_T.
     target_cond = search.embed(sample_weights(ctx, search)).detach()
     draw = ctx.draw()
-    x_e, x_t = ctx.sample_latents(Conditioning.cat([erased, target_cond]), ctx.noise().repeat(2, 1, 1, 1), draw).chunk(2)
+    x_e, x_t = ctx.sample_latents(Conditioning.cat([erased, target_cond]), ctx.noise().repeat(2, 1, 1, 1), draw).chunk(
+        2
+    )
     with torch.no_grad():
         eps_target_e, eps_erased, eps_target_t = ctx.predict(
             torch.cat([x_e, x_e, x_t]), draw.t, Conditioning.cat([target_cond, erased, target_cond]), edited=False
         ).chunk(3)
         target = negative_guidance_target(eps_target_e, eps_erased, c.negative_guidance)
-    edited_e, edited_t = ctx.predict(torch.cat([x_e, x_t]), draw.t, Conditioning.cat([erased, target_cond]), edited=True).chunk(2)
+    edited_e, edited_t = ctx.predict(
+        torch.cat([x_e, x_t]), draw.t, Conditioning.cat([erased, target_cond]), edited=True
+    ).chunk(2)
     loss = ctx.weight(draw) * (F.mse_loss(edited_e, target) + lam * F.mse_loss(edited_t, eps_target_t))
     loss = ctx.update_params(loss + ctx.keep_loss(x_e, draw))
 

@@ -32,13 +32,17 @@ def train_step(ctx: TrainingContext, state: SearchState) -> dict[str, Any]:
     # Parameter step (ref §2.3 step 5): x_e and x_a share z_T and are sampled together.
     adversarial = search.embed(sample_weights(ctx, search)).detach()
     draw = ctx.draw()
-    x_e, x_a = ctx.sample_latents(Conditioning.cat([erased, adversarial]), ctx.noise().repeat(2, 1, 1, 1), draw).chunk(2)
+    x_e, x_a = ctx.sample_latents(Conditioning.cat([erased, adversarial]), ctx.noise().repeat(2, 1, 1, 1), draw).chunk(
+        2
+    )
     with torch.no_grad():
         eps_anchor, eps_erased, eps_adv = ctx.predict(
             torch.cat([x_e, x_e, x_a]), draw.t, Conditioning.cat([p.anchor, erased, adversarial]), edited=False
         ).chunk(3)
         target = negative_guidance_target(eps_anchor, eps_erased, c.negative_guidance)
-    edited_e, edited_a = ctx.predict(torch.cat([x_e, x_a]), draw.t, Conditioning.cat([erased, adversarial]), edited=True).chunk(2)
+    edited_e, edited_a = ctx.predict(
+        torch.cat([x_e, x_a]), draw.t, Conditioning.cat([erased, adversarial]), edited=True
+    ).chunk(2)
     loss = ctx.weight(draw) * (F.mse_loss(edited_e, target) + c.preserve_weight * F.mse_loss(edited_a, eps_adv))
     loss = ctx.update_params(loss + ctx.keep_loss(x_e, draw))
 

@@ -28,7 +28,13 @@ def prepare_search(ctx: TrainingContext) -> SearchState:
     c, p, backend = ctx.config, ctx.prompts, ctx.backend
     vocabulary = list(c.vocabulary) if c.vocabulary else backend.vocabulary()[: c.vocabulary_limit]
     candidates = find_candidates(
-        backend.encode_prompts, p.erased, p.erased_conds, vocabulary, c.k_closest, c.num_centers, c.exclude_erased_words
+        backend.encode_prompts,
+        p.erased,
+        p.erased_conds,
+        vocabulary,
+        c.k_closest,
+        c.num_centers,
+        c.exclude_erased_words,
     )
     searches = [ConceptSearch(concept, words, backend.encode_prompts(words)) for concept, words in candidates.items()]
     optimizer = torch.optim.Adam([s.logits for s in searches], lr=c.gumbel_lr)

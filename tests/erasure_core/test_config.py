@@ -11,7 +11,10 @@ def test_unset_fields_take_the_methods_defaults_from_the_table() -> None:
     eap, esd = EapConfig(erase=["cat"]), EsdConfig(erase=["cat"])
     assert eap.loss_space == "x0" == DEFAULTS["eap"]["loss_space"]
     assert esd.loss_space == "eps" == DEFAULTS["esd"]["loss_space"]
-    assert eap.k_closest == DEFAULTS["eap"]["k_closest"] and AgeConfig(erase=["x"]).k_closest == DEFAULTS["age"]["k_closest"]
+    assert (
+        eap.k_closest == DEFAULTS["eap"]["k_closest"]
+        and AgeConfig(erase=["x"]).k_closest == DEFAULTS["age"]["k_closest"]
+    )
     assert UceConfig(erase=["cat"]).layers == "xattn-kv"
     assert method_defaults("eap") == dict(DEFAULTS["eap"])
 
@@ -54,7 +57,9 @@ def test_unknown_setting_raises() -> None:
         make_config("esd", erase=["cat"], gumbel_lr=0.1)
 
 
-@pytest.mark.parametrize(("field", "value"), [("rank", 0), ("steps", 0), ("lr", -1.0), ("lr", float("nan")), ("energy", 1.5)])
+@pytest.mark.parametrize(
+    ("field", "value"), [("rank", 0), ("steps", 0), ("lr", -1.0), ("lr", float("nan")), ("energy", 1.5)]
+)
 def test_out_of_range_numbers_raise(field: str, value: float) -> None:
     method = "uce" if field == "energy" else "esd"
     with pytest.raises(ConfigError, match=field):

@@ -25,23 +25,34 @@ def test_xattn_kv_selects_keys_and_values_only(sd15_unet: UNet2DConditionModel) 
     assert len(names) == 32 and {n.rsplit(".", 1)[1] for n in names} == {"to_k", "to_v"}
 
 
-def test_noxattn_covers_convolutions_but_not_cross_attention_or_time_embedding(sd15_unet: UNet2DConditionModel) -> None:
+def test_noxattn_covers_convolutions_but_not_cross_attention_or_time_embedding(
+    sd15_unet: UNet2DConditionModel,
+) -> None:
     names = select_modules(sd15_unet.named_modules(), "noxattn")
     assert not any(".attn2." in n or "time_emb" in n for n in names)
-    assert "down_blocks.0.resnets.0.conv1" in names and "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q" in names
+    assert (
+        "down_blocks.0.resnets.0.conv1" in names
+        and "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q" in names
+    )
     assert "conv_out" not in names
 
 
 def test_full_is_the_union(sd15_unet: UNet2DConditionModel) -> None:
     full = set(select_modules(sd15_unet.named_modules(), "full"))
-    parts = set(select_modules(sd15_unet.named_modules(), "xattn")) | set(select_modules(sd15_unet.named_modules(), "noxattn"))
+    parts = set(select_modules(sd15_unet.named_modules(), "xattn")) | set(
+        select_modules(sd15_unet.named_modules(), "noxattn")
+    )
     assert parts < full and "time_embedding.linear_1" in full
 
 
 def test_model_without_cross_attention_raises() -> None:
     unet = UNet2DConditionModel(
-        sample_size=8, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        sample_size=8,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
         mid_block_type=None,
     )
     with pytest.raises(ModelError, match="no cross-attention"):

@@ -74,7 +74,7 @@ def _erasure_loss(backend: DiffusersBackend, result: EraseResult, edited: bool) 
     conds = backend.encode_prompts([erased_row["prompt"], *[a for a, _ in anchors]])
     with torch.no_grad():
         preds = [backend.predict_noise(x, t, conds.select(i).repeat(n)) for i in range(len(conds))]
-        anchor = sum(w * p for (_, w), p in zip(anchors, preds[1:]))
+        anchor = sum(w * p for (_, w), p in zip(anchors, preds[1:], strict=True))
         target = anchor - eta * (preds[0] - anchor)
         if not edited:
             return float(F.mse_loss(preds[0], target))
@@ -123,12 +123,23 @@ def _pipeline_of(backend: DiffusersBackend):
 
     if backend.arch == "sdxl":
         return StableDiffusionXLPipeline(
-            vae=None, text_encoder=backend.text_encoder, text_encoder_2=backend.text_encoder_2,
-            tokenizer=backend.tokenizer, tokenizer_2=backend.tokenizer_2, unet=backend.unet, scheduler=backend.scheduler,
+            vae=None,
+            text_encoder=backend.text_encoder,
+            text_encoder_2=backend.text_encoder_2,
+            tokenizer=backend.tokenizer,
+            tokenizer_2=backend.tokenizer_2,
+            unet=backend.unet,
+            scheduler=backend.scheduler,
         )
     return StableDiffusionPipeline(
-        vae=None, text_encoder=backend.text_encoder, tokenizer=backend.tokenizer, unet=backend.unet,
-        scheduler=backend.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=None,
+        text_encoder=backend.text_encoder,
+        tokenizer=backend.tokenizer,
+        unet=backend.unet,
+        scheduler=backend.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
 
 
@@ -151,8 +162,11 @@ def test_uce_exports_low_rank_svd_that_matches_the_closed_form_edit() -> None:
     weight = backend.unet.get_submodule(name).weight
     conds = backend.encode_prompts(["cat", "", keep])
     exact = closed_form_edit(
-        weight, last_token_embeddings(conds.select(0)), last_token_embeddings(conds.select(1)),
-        last_token_embeddings(conds.select(2)), result.config,
+        weight,
+        last_token_embeddings(conds.select(0)),
+        last_token_embeddings(conds.select(1)),
+        last_token_embeddings(conds.select(2)),
+        result.config,
     )
     lora = result.weights[name]
     assert lora.rank <= 2  # one erased and one kept concept: the change has rank <= 1 in exact arithmetic

@@ -72,7 +72,9 @@ def test_cancel_stops_and_restores_the_model(sd1_backend: DiffusersBackend) -> N
     _assert_untouched(sd1_backend, before)
 
 
-def test_nan_loss_raises_before_the_weights_change(sd1_backend: DiffusersBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nan_loss_raises_before_the_weights_change(
+    sd1_backend: DiffusersBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = _snapshot(sd1_backend)
     predict = sd1_backend.predict_noise
 
@@ -87,7 +89,9 @@ def test_nan_loss_raises_before_the_weights_change(sd1_backend: DiffusersBackend
     _assert_untouched(sd1_backend, before)
 
 
-def test_out_of_memory_becomes_a_resource_error_with_advice(sd1_backend: DiffusersBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_out_of_memory_becomes_a_resource_error_with_advice(
+    sd1_backend: DiffusersBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = _snapshot(sd1_backend)
 
     def oom(*args, **kwargs):
@@ -107,7 +111,13 @@ def test_a_model_still_carrying_our_lora_is_refused(sd1_backend: DiffusersBacken
 
 
 def test_same_seed_gives_the_same_lora(tmp_path: Path) -> None:
-    runs = [erase(make_backend("sd1", tmp_path / str(i)), make_config("eap", erase=["cat"], k_closest=8, num_centers=4, **QUICK)) for i in range(2)]
+    runs = [
+        erase(
+            make_backend("sd1", tmp_path / str(i)),
+            make_config("eap", erase=["cat"], k_closest=8, num_centers=4, **QUICK),
+        )
+        for i in range(2)
+    ]
     for name, w in runs[0].weights.items():
         assert torch.equal(w.up, runs[1].weights[name].up)
 
@@ -136,7 +146,9 @@ def test_resume_with_a_lora_for_another_architecture_raises(tmp_path: Path) -> N
 
 
 def test_uce_cannot_resume(sd1_backend: DiffusersBackend, tmp_path: Path) -> None:
-    path = export_lora(erase(sd1_backend, make_config("uce", erase=["cat"], audit_samples=0)), tmp_path / "u.safetensors")
+    path = export_lora(
+        erase(sd1_backend, make_config("uce", erase=["cat"], audit_samples=0)), tmp_path / "u.safetensors"
+    )
     with pytest.raises(ConfigError, match="nothing to resume"):
         erase(sd1_backend, make_config("uce", erase=["cat"]), resume=load_lora(path))
 
@@ -150,5 +162,16 @@ def test_report_counts_unet_evaluations_and_time(sd1_backend: DiffusersBackend) 
 
 
 def test_reference_timestep_offset_option_runs(sd1_backend: DiffusersBackend) -> None:
-    result = erase(sd1_backend, make_config("age", erase=["cat"], reference_timestep_offset=True, detached_erasure_term=True, k_closest=6, num_centers=3, **QUICK))
+    result = erase(
+        sd1_backend,
+        make_config(
+            "age",
+            erase=["cat"],
+            reference_timestep_offset=True,
+            detached_erasure_term=True,
+            k_closest=6,
+            num_centers=3,
+            **QUICK,
+        ),
+    )
     assert len(result.losses) == 4 and all(torch.isfinite(torch.tensor(result.losses)))

@@ -14,7 +14,9 @@ from tests.conftest import make_backend
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory):
     backend = make_backend("sd1", tmp_path_factory.mktemp("model"))
-    return erase(backend, make_config("eap", erase=["cat"], keep=["dog"], steps=3, ddim_steps=5, k_closest=10, num_centers=4))
+    return erase(
+        backend, make_config("eap", erase=["cat"], keep=["dog"], steps=3, ddim_steps=5, k_closest=10, num_centers=4)
+    )
 
 
 def test_file_holds_only_kohya_unet_tensors_in_fp16(result, tmp_path: Path) -> None:

@@ -46,14 +46,23 @@ def test_sd1_keys_use_diffusers_paths(sd15_names: list[str]) -> None:
 @pytest.mark.parametrize(
     ("diffusers_name", "ldm_key"),
     [
-        ("down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k", "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k"),
-        ("down_blocks.2.attentions.1.transformer_blocks.9.ff.net.2", "lora_unet_input_blocks_8_1_transformer_blocks_9_ff_net_2"),
+        (
+            "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k",
+            "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k",
+        ),
+        (
+            "down_blocks.2.attentions.1.transformer_blocks.9.ff.net.2",
+            "lora_unet_input_blocks_8_1_transformer_blocks_9_ff_net_2",
+        ),
         ("down_blocks.0.resnets.1.conv1", "lora_unet_input_blocks_2_0_in_layers_2"),
         ("down_blocks.0.downsamplers.0.conv", "lora_unet_input_blocks_3_0_op"),
         ("down_blocks.1.resnets.0.conv_shortcut", "lora_unet_input_blocks_4_0_skip_connection"),
         ("mid_block.attentions.0.proj_in", "lora_unet_middle_block_1_proj_in"),
         ("mid_block.resnets.1.time_emb_proj", "lora_unet_middle_block_2_emb_layers_1"),
-        ("up_blocks.0.attentions.2.transformer_blocks.0.attn1.to_out.0", "lora_unet_output_blocks_2_1_transformer_blocks_0_attn1_to_out_0"),
+        (
+            "up_blocks.0.attentions.2.transformer_blocks.0.attn1.to_out.0",
+            "lora_unet_output_blocks_2_1_transformer_blocks_0_attn1_to_out_0",
+        ),
         ("up_blocks.0.upsamplers.0.conv", "lora_unet_output_blocks_2_2_conv"),
         ("up_blocks.1.upsamplers.0.conv", "lora_unet_output_blocks_5_2_conv"),
         ("up_blocks.2.resnets.2.conv2", "lora_unet_output_blocks_8_0_out_layers_3"),
@@ -81,7 +90,9 @@ def test_sd1_upsampler_without_attention_sits_in_slot_one(sd15_names: list[str])
 
 def test_ldm_named_backends_keep_their_names() -> None:
     keys = kohya_key_map(["input_blocks.1.1.transformer_blocks.0.attn2.to_k"], "sd1", "ldm")
-    assert keys == {"input_blocks.1.1.transformer_blocks.0.attn2.to_k": "lora_unet_input_blocks_1_1_transformer_blocks_0_attn2_to_k"}
+    assert keys == {
+        "input_blocks.1.1.transformer_blocks.0.attn2.to_k": "lora_unet_input_blocks_1_1_transformer_blocks_0_attn2_to_k"
+    }
 
 
 def test_unknown_architecture_raises() -> None:

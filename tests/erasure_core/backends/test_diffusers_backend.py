@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from erasure_core import ModelError
+from erasure_core.backends.base import Backend
+from erasure_core.backends.diffusers_backend import DiffusersBackend, load_diffusers_model
+from erasure_core.testing import save_tiny_model
+
+
+@pytest.fixture(scope="module")
+def sd1_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("m") / "tiny-sd1", "sd1")
+
+
+def test_loads_a_diffusers_folder_offline(sd1_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    backend = load_diffusers_model(sd1_folder)
+    assert isinstance(backend, Backend)
+    assert backend.arch == "sd1" and backend.name == "tiny-sd1" and backend.latent_shape() == (4, 8, 8)
+    cond = backend.encode_prompts(["cat", "a dog"])
+    assert cond.context.shape == (2, 12, 16) and cond.lengths.tolist() == [3, 4]
+
+
+def test_loads_sdxl_with_pooled_text_and_zero_unconditional(tmp_path: Path) -> None:
+    backend = load_diffusers_model(save_tiny_model(tmp_path / "xl", "sdxl"))
+    assert backend.arch == "sdxl"
+    cond = backend.encode_prompts(["", "cat"])
+    assert cond.pooled.shape == (2, 16) and cond.context.shape == (2, 12, 32)
+    assert not cond.context[0].any() and not cond.pooled[0].any() and cond.context[1].any()
+    eps = backend.predict_noise(torch.randn(2, 4, 8, 8), torch.tensor([10, 900]), cond)
+    assert eps.shape == (2, 4, 8, 8)
+
+
+def test_v_prediction_is_converted_to_noise(sd1_folder: Path) -> None:
+    backend = load_diffusers_model(sd1_folder)
+    x, t = torch.randn(1, 4, 8, 8), torch.tensor([500])
+    cond = backend.encode_prompts(["cat"])
+    with torch.no_grad():
+        raw = backend.unet(x, t, encoder_hidden_states=cond.context).sample
+        backend.prediction_type = "v_prediction"
+        eps = backend.predict_noise(x, t, cond)
+    a = backend.alphas_cumprod[500]
+    torch.testing.assert_close(eps, a.sqrt() * raw + (1 - a).sqrt() * x)
+
+
+def test_resolution_sets_the_latent_size(sd1_folder: Path) -> None:
+    backend = load_diffusers_model(sd1_folder)
+    assert backend.latent_shape(64) == (4, 32, 32)  # the tiny VAE downsamples by 2
+
+
+def test_fingerprint_is_stable_and_tells_models_apart(sd1_folder: Path, tmp_path: Path) -> None:
+    a, b = load_diffusers_model(sd1_folder), load_diffusers_model(sd1_folder)
+    other = load_diffusers_model(save_tiny_model(tmp_path / "other", "sd1", seed=1))
+    assert a.fingerprint() == b.fingerprint() != other.fingerprint()
+
+
+def test_missing_model_raises(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="Model not found"):
+        load_diffusers_model(tmp_path / "nothing")
+
+
+def test_folder_without_model_index_raises(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="model_index.json"):
+        load_diffusers_model(tmp_path)
+
+
+def test_pickled_checkpoint_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "m.ckpt").write_bytes(b"pickle")
+    with pytest.raises(ModelError, match="never loads pickles"):
+        load_diffusers_model(tmp_path / "m.ckpt")
+
+
+def test_unreadable_checkpoint_raises(tmp_path: Path) -> None:
+    (tmp_path / "m.safetensors").write_bytes(b"\x00\x01broken")
+    with pytest.raises(ModelError, match="Could not load the model"):
+        load_diffusers_model(tmp_path / "m.safetensors")
+
+
+def test_checkpoint_without_unet_raises(tmp_path: Path) -> None:
+    save_file({"encoder.weight": torch.zeros(2)}, str(tmp_path / "m.safetensors"))
+    with pytest.raises(ModelError, match="no Stable Diffusion UNet"):
+        load_diffusers_model(tmp_path / "m.safetensors")
+
+
+def test_scheduler_predicting_samples_is_refused(sd1_folder: Path) -> None:
+    backend = load_diffusers_model(sd1_folder)
+    backend.scheduler.register_to_config(prediction_type="sample")
+    with pytest.raises(ModelError, match="prediction_type"):
+        DiffusersBackend(backend.unet, backend.text_encoder, backend.tokenizer, backend.scheduler)

@@ -1,0 +1,96 @@
+"""The main job from the command line, run in-process on a tiny model folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from erasure_core import load_lora
+from erasure_core.cli import main
+from erasure_core.testing import save_tiny_model
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("cli") / "tiny", "sd1")
+
+
+def _erase(model: Path, tmp_path: Path, *extra: str) -> int:
+    return main(
+        [
+            "erase",
+            "--model",
+            str(model),
+            "--erase",
+            "cat",
+            "--keep",
+            "dog",
+            "--steps",
+            "3",
+            "--ddim-steps",
+            "5",
+            "--out",
+            str(tmp_path / "cat.safetensors"),
+            "--report",
+            str(tmp_path / "report.json"),
+            *extra,
+        ]
+    )
+
+
+def test_erase_writes_the_lora_and_a_full_report(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert (
+        _erase(model, tmp_path, "--method", "eap", "--k-closest", "8", "--num-centers", "4", "--no-gumbel-hard") == 0
+    )
+    out = capsys.readouterr().out
+    assert "erasure" in out and "drift" in out and "LoRA written to" in out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["settings"]["method"] == "eap" and report["settings"]["gumbel_hard"] is False
+    assert report["settings"]["k_closest"] == 8 and len(report["losses"]) == 3 and report["found"]["cat"]
+    assert report["audit"]["rows"][0]["prompt"] == "cat" and report["unet_evals"] > 0
+    assert report["seconds"] > 0 and report["peak_memory_mb"] > 0
+    assert load_lora(tmp_path / "cat.safetensors").info()["erased"] == ["cat"]
+
+
+def test_audit_command_reads_our_metadata(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert _erase(model, tmp_path, "--method", "esd") == 0
+    capsys.readouterr()
+    assert (
+        main(["audit", "--model", str(model), "--lora", str(tmp_path / "cat.safetensors"), "--prompt", "horse"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "cat" in out and "horse" in out and "dog" in out
+
+
+def test_existing_output_is_not_overwritten(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "cat.safetensors").write_bytes(b"mine")
+    assert _erase(model, tmp_path, "--method", "uce") == 2
+    assert "already exists" in capsys.readouterr().err and (tmp_path / "cat.safetensors").read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "demo", "--erase", "cat"], "demo model"),
+        (["--model", "/nonexistent/model", "--erase", "cat"], "Model not found"),
+        (["--erase", " "], "empty"),
+        (["--erase", "cat", "--keep", "cat"], "both erased and kept"),
+        (["--erase", "cat", "--method", "esd", "--k-closest", "3"], "does not apply"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str
+) -> None:
+    argv = ["erase", "--out", str(tmp_path / "x.safetensors"), *args]
+    if "--model" not in args:
+        argv += ["--model", str(model)]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_defaults_are_printed_from_the_table(capsys: pytest.CaptureFixture) -> None:
+    assert main(["erase", "--method", "age", "--defaults"]) == 0
+    assert json.loads(capsys.readouterr().out)["k_closest"] == 100
