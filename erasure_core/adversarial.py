@@ -7,7 +7,6 @@ the concept embedding is that vector times the stacked candidate encodings, so g
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
@@ -40,7 +39,6 @@ class ConceptSearch:
     words: list[str]
     encodings: Conditioning
     logits: nn.Parameter = field(init=False)
-    picks: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         n = len(self.words)
@@ -48,9 +46,7 @@ class ConceptSearch:
         self.logits = nn.Parameter(torch.full((n,), 1.0 / n, device=device))
 
     def sample(self, temperature: float, hard: bool, top_k: int, generator: torch.Generator) -> torch.Tensor:
-        weights = gumbel_sample(self.logits, temperature, hard, top_k, generator)
-        self.picks[self.words[int(weights.detach().argmax())]] += 1
-        return weights
+        return gumbel_sample(self.logits, temperature, hard, top_k, generator)
 
     def embed(self, weights: torch.Tensor) -> Conditioning:
         return self.encodings.mix(weights)

@@ -86,8 +86,8 @@ def find_candidates(
         )
     logger.info("Encoding %d vocabulary words for the concept search", len(vocabulary))
     distances = vocabulary_distances(encode, concept_conds, vocabulary)
-    out: dict[str, list[str]] = {}
-    for row, concept in enumerate(concepts):
-        exclude = [w for c in concepts for w in (c, *c.split())] if exclude_concepts else []
-        out[concept] = pick_candidates(distances[row], vocabulary, k_closest, num_centers, exclude)
-    return out
+    exclude = [w for c in concepts for w in (c, *c.split())] if exclude_concepts else []
+    return {
+        concept: pick_candidates(distances[row], vocabulary, k_closest, num_centers, exclude)
+        for row, concept in enumerate(concepts)
+    }

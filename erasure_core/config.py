@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from .defaults import DEFAULTS
 from .errors import ConfigError
-from .layers import LAYER_SETS
+from .layers import LAYER_SET_HELP, LAYER_SETS
 
 LOSS_SPACES = ("eps", "x0")
 
@@ -53,7 +53,9 @@ class EraseConfig:
 
     erase: tuple[str, ...] = field(default=(), metadata={"help": "Concepts to erase (one prompt each)."})
     keep: tuple[str, ...] = field(default=(), metadata={"help": "Concepts to keep unchanged."})
-    layers: str | None = _opt("Layer set the LoRA trains.", choices=LAYER_SETS)
+    layers: str | None = _opt(
+        "Layer set the LoRA trains: " + "; ".join(f"{k} = {v}" for k, v in LAYER_SET_HELP.items()), choices=LAYER_SETS
+    )
     rank: int | None = _opt("LoRA rank.", min=1, max=1024)
     alpha: float | None = _opt("LoRA alpha (scale = alpha / rank).", min=0.0)
     lr: float | None = _opt("Learning rate of the LoRA weights.", min=0.0, max=1.0)

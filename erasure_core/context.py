@@ -39,20 +39,22 @@ class TrainingContext:
         backend: Backend,
         config: EraseConfig,
         prompts: Prompts,
-        params: list[torch.nn.Parameter],
         latent_shape: tuple[int, int, int],
     ) -> None:
         self.backend = backend
         self.config = config
         self.prompts = prompts
-        self.params = params
         self.latent_shape = latent_shape
         self.generator = torch.Generator().manual_seed(config.seed)
         self.rng = random.Random(config.seed)
-        self.optimizer = torch.optim.Adam(params, lr=config.lr) if params else None
+        self.optimizer: torch.optim.Optimizer | None = None
         self.unet_evals = 0  # UNet evaluations per sample: forwards, plus one per sample a backward passes through
         self._pending_backward = 0
         self.last_latent: torch.Tensor | None = None
+
+    def set_trainable(self, params: list[torch.nn.Parameter]) -> None:
+        """The LoRA weights to train, known once the layers are injected (after the method's set-up)."""
+        self.optimizer = torch.optim.Adam(params, lr=self.config.lr)
 
     # -- predictions ------------------------------------------------------------------------------------------
     def _forward(self, x: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning) -> torch.Tensor:

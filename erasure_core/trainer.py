@@ -52,6 +52,7 @@ class EraseResult:
     peak_memory_mb: float = 0.0
     unet_evals: int = 0
     resumed_from: str | None = None
+    previous_steps: int = 0  # steps already in the LoRA this run resumed from
 
     def kohya_state_dict(self, dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
         """The LoRA as kohya tensors (what ComfyUI's LORA_MODEL and every loader take)."""
@@ -66,7 +67,7 @@ class EraseResult:
             "kept": list(c.keep),
             "found": self.found,
             "targets": self.targets,
-            "steps": c.steps,
+            "steps": self.previous_steps + (c.steps if c.method != "uce" else 0),
             "base_model": self.base_model,
             "base_model_fingerprint": self.fingerprint,
             "config": c.to_dict(),
@@ -137,7 +138,7 @@ def erase(
             probes = _probes(config, {}, {})
         else:
             probes = _train(backend, config, callbacks, prompts, modules, latent_shape, resume, result)
-        callbacks.on_step(result_steps(config), result_steps(config), {INFO_PHASE: "audit"})
+        callbacks.on_step(_total_steps(config), _total_steps(config), {INFO_PHASE: "audit"})
         result.audit = audit_loaded(
             backend,
             probes,
@@ -160,7 +161,7 @@ def erase(
     return result
 
 
-def result_steps(config: EraseConfig) -> int:
+def _total_steps(config: EraseConfig) -> int:
     return 1 if config.method == "uce" else config.steps
 
 
@@ -192,16 +193,16 @@ def _train(
 ) -> list[Probe]:
     method = TRAINED_METHODS[config.method]
     unet = backend.unet
-    ctx = TrainingContext(backend, config, prompts, [], latent_shape)
+    ctx = TrainingContext(backend, config, prompts, latent_shape)
     callbacks.on_step(0, config.steps, {INFO_PHASE: "search"})
     state = method.prepare(ctx)  # candidate search runs before the model is touched
     if resume is not None:
         params = load_lora_weights(unet, weights_for_modules(resume, result.key_map, _module_shapes(unet)))
         result.resumed_from = resume.metadata.get("ss_output_name", "a LoRA file")
+        result.previous_steps = int(resume.info().get("steps") or 0)
     else:
         params = inject_lora(unet, modules, config.rank, config.alpha)
-    ctx.params = params
-    ctx.optimizer = torch.optim.Adam(params, lr=config.lr)
+    ctx.set_trainable(params)
     for step in range(1, config.steps + 1):
         if callbacks.should_stop():
             raise Cancelled(

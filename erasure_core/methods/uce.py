@@ -13,13 +13,14 @@ from torch import nn
 
 from ..backends.base import Conditioning
 from ..config import UceConfig
+from ..errors import ModelError
 from ..lora.adapter import LoraTensors, LoraWeights
 
 
 def last_token_embeddings(cond: Conditioning) -> torch.Tensor:
     """`[B, D]`: the embedding of each prompt's last subject token (the one before the end token)."""
     if cond.lengths is None:
-        raise ValueError("UCE needs token lengths from the backend's encoder.")
+        raise ModelError("UCE needs each prompt's token count; this backend's encoder does not report it.")
     index = (cond.lengths.to(cond.context.device) - 2).clamp(min=0)
     return cond.context[torch.arange(len(cond)), index].double()
 

@@ -134,6 +134,7 @@ def test_resume_continues_from_the_saved_lora(sd1_backend: DiffusersBackend, tmp
     more = erase(sd1_backend, make_config("esd", erase=["cat"], lr=1e-2, **QUICK), resume=load_lora(path))
     assert any(not torch.allclose(more.weights[n].up, w.up) for n, w in first.weights.items())
     assert more.resumed_from == "first"
+    assert load_lora(export_lora(more, tmp_path / "more.safetensors")).info()["steps"] == 2 * QUICK["steps"]
 
 
 def test_resume_with_a_lora_for_another_architecture_raises(tmp_path: Path) -> None:
