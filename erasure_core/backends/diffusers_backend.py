@@ -266,6 +266,6 @@ def _load_single_file(diffusers: Any, path: Path, dtype: torch.dtype, config: st
     except Exception as exc:
         raise ModelError(
             f"Could not load the single-file checkpoint {path.name} offline: {exc}. A single file carries no "
-            "tokenizer or configs; pass a local diffusers folder of the same architecture as `config` (--config) "
-            "or use a diffusers folder instead."
+            "tokenizer or configs; pass a local diffusers folder of the same architecture as `config` "
+            "(CLI: --config-dir), or use a diffusers folder instead."
         ) from exc

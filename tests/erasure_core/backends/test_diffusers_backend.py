@@ -92,3 +92,34 @@ def test_scheduler_predicting_samples_is_refused(sd1_folder: Path) -> None:
     backend.scheduler.register_to_config(prediction_type="sample")
     with pytest.raises(ModelError, match="prediction_type"):
         DiffusersBackend(backend.unet, backend.text_encoder, backend.tokenizer, backend.scheduler)
+
+
+def test_loads_a_single_file_checkpoint_offline_with_a_config_folder(sd1_folder: Path, tmp_path: Path) -> None:
+    import diffusers
+
+    from tests.erasure_core.backends.ldm_checkpoint import write_ldm_checkpoint
+
+    path = write_ldm_checkpoint(
+        diffusers.StableDiffusionPipeline.from_pretrained(sd1_folder), tmp_path / "model.safetensors"
+    )
+    single, folder = load_diffusers_model(path, config=sd1_folder), load_diffusers_model(sd1_folder)
+    x, t = torch.randn(1, 4, 8, 8), torch.tensor([500])
+    with torch.no_grad():
+        a = single.predict_noise(x, t, single.encode_prompts(["cat"]))
+        b = folder.predict_noise(x, t, folder.encode_prompts(["cat"]))
+    assert single.name == "model" and single.arch == "sd1"
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_single_file_without_configs_offline_says_what_to_pass(sd1_folder: Path, tmp_path: Path, monkeypatch) -> None:
+    import diffusers
+
+    from tests.erasure_core.backends.ldm_checkpoint import write_ldm_checkpoint
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    path = write_ldm_checkpoint(
+        diffusers.StableDiffusionPipeline.from_pretrained(sd1_folder), tmp_path / "model.safetensors"
+    )
+    with pytest.raises(ModelError, match="--config-dir"):
+        load_diffusers_model(path)
