@@ -125,10 +125,9 @@ def erase(
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    torch.manual_seed(config.seed)
-    prompts = _encode_prompts(backend, config)
     result = EraseResult(config, {}, key_map, backend.arch, backend.name, backend.fingerprint())
     try:
+        prompts = _encode_prompts(backend, config)
         if config.method == "uce":
             result.weights = uce_weights(
                 unet, modules, prompts.erased_conds, backend.encode_prompts([config.guide]), prompts.keep_conds, config
@@ -201,7 +200,9 @@ def _train(
         result.resumed_from = resume.metadata.get("ss_output_name", "a LoRA file")
         result.previous_steps = int(resume.info().get("steps") or 0)
     else:
-        params = inject_lora(unet, modules, config.rank, config.alpha)
+        with torch.random.fork_rng(devices=[]):  # seeded LoRA init without touching the host's global RNG
+            torch.manual_seed(config.seed)
+            params = inject_lora(unet, modules, config.rank, config.alpha)
     ctx.set_trainable(params)
     for step in range(1, config.steps + 1):
         if callbacks.should_stop():

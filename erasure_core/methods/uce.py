@@ -13,7 +13,7 @@ from torch import nn
 
 from ..backends.base import Conditioning
 from ..config import UceConfig
-from ..errors import ModelError
+from ..errors import ModelError, NumericalError
 from ..lora.adapter import LoraTensors, LoraWeights
 
 
@@ -79,5 +79,9 @@ def uce_weights(
         weight = unet.get_submodule(name).weight
         c_e_, c_g_, c_p_ = (t.to(weight.device) for t in (c_e, c_g, c_p))
         delta = closed_form_edit(weight, c_e_, c_g_, c_p_, config) - weight.double()
+        if not torch.isfinite(delta).all():
+            raise NumericalError(
+                f"The UCE edit of {name} is not finite; raise uce_lambda (now {config.uce_lambda}) or check the model."
+            )
         out[name] = svd_lora(delta, config.energy, config.max_rank)
     return out

@@ -176,3 +176,19 @@ def test_reference_timestep_offset_option_runs(sd1_backend: DiffusersBackend) ->
         ),
     )
     assert len(result.losses) == 4 and all(torch.isfinite(torch.tensor(result.losses)))
+
+
+def test_the_hosts_global_random_state_is_left_alone(sd1_backend: DiffusersBackend) -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    erase(sd1_backend, make_config("esd", erase=["cat"], **QUICK))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_non_finite_uce_edit_raises(sd1_backend: DiffusersBackend) -> None:
+    with torch.no_grad():
+        sd1_backend.unet.down_blocks[0].attentions[0].transformer_blocks[0].attn2.to_k.weight[0, 0] = float("inf")
+    with pytest.raises(NumericalError, match="UCE edit"):
+        erase(sd1_backend, make_config("uce", erase=["cat"]))
+    assert not has_lora(sd1_backend.unet)
