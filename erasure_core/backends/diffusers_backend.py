@@ -49,6 +49,22 @@ def tokenizer_words(tokenizer: Any) -> list[str]:
     return sorted(words, key=words.__getitem__)
 
 
+def tokenize(tokenizer: Any, prompts: list[str]) -> dict[str, torch.Tensor]:
+    """Pad every prompt to the tokenizer's full length, as SD pipelines do (the UNet sees the padding too)."""
+    return tokenizer(
+        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    )
+
+
+def run_text_encoder(encoder: nn.Module, tokens: dict[str, torch.Tensor], penultimate: bool = False) -> Any:
+    """Run a text encoder on `tokenize`'s output; BERT-like encoders get their attention mask, CLIP does not."""
+    device = next(encoder.parameters()).device
+    kwargs: dict[str, Any] = {"output_hidden_states": penultimate}
+    if "clip" not in getattr(encoder.config, "model_type", "clip") and "attention_mask" in tokens:
+        kwargs["attention_mask"] = tokens["attention_mask"].to(device)
+    return encoder(tokens["input_ids"].to(device), **kwargs)
+
+
 class DiffusersBackend:
     """A `Backend` over diffusers components (a pipeline's unet, text encoder(s), tokenizer(s) and scheduler)."""
 
@@ -153,31 +169,15 @@ class DiffusersBackend:
         return weights_fingerprint(self.unet)
 
     # -- encoding ---------------------------------------------------------------------------------------------
-    def _tokens(self, tokenizer: Any, prompts: list[str]) -> dict[str, torch.Tensor]:
-        return tokenizer(
-            prompts,
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-
-    def _run_encoder(self, encoder: nn.Module, tokens: dict[str, torch.Tensor], penultimate: bool) -> Any:
-        device = next(encoder.parameters()).device
-        kwargs: dict[str, Any] = {"output_hidden_states": penultimate}
-        if "clip" not in getattr(encoder.config, "model_type", "clip") and "attention_mask" in tokens:
-            kwargs["attention_mask"] = tokens["attention_mask"].to(device)  # BERT-like encoders need the mask
-        return encoder(tokens["input_ids"].to(device), **kwargs)
-
     def _encode(self, prompts: list[str]) -> Conditioning:
-        tokens = self._tokens(self.tokenizer, prompts)
+        tokens = tokenize(self.tokenizer, prompts)
         lengths = tokens["attention_mask"].sum(1) if "attention_mask" in tokens else None
         if self.arch != "sdxl":
-            out = self._run_encoder(self.text_encoder, tokens, penultimate=False)
+            out = run_text_encoder(self.text_encoder, tokens, penultimate=False)
             return Conditioning(out[0].float().to(self.device), None, lengths)
         # SDXL: penultimate hidden states of both encoders side by side, pooled from the second (diffusers' SDXL pipeline).
-        out_1 = self._run_encoder(self.text_encoder, tokens, penultimate=True)
-        out_2 = self._run_encoder(self.text_encoder_2, self._tokens(self.tokenizer_2, prompts), penultimate=True)
+        out_1 = run_text_encoder(self.text_encoder, tokens, penultimate=True)
+        out_2 = run_text_encoder(self.text_encoder_2, tokenize(self.tokenizer_2, prompts), penultimate=True)
         context = torch.cat([out_1.hidden_states[-2], out_2.hidden_states[-2]], dim=-1).float().to(self.device)
         pooled = out_2[0].float().to(self.device)
         if self.zero_empty_prompt:

@@ -1,0 +1,1 @@
+"""Benchmarks: not collected by pytest; they may use the engine's internals."""

@@ -1,0 +1,293 @@
+"""Train the miniature world: classifier, autoencoder and UNet, then check the model generates its concepts.
+
+    python -m benchmarks.miniworld.train [--device cuda] [--out erasure_core/data/demo]
+
+Deterministic for a seed on one machine. The defaults fit in about 70 minutes on 2 CPU cores (a few minutes on a
+GPU). Writes the demo model as a diffusers-style folder (fp16 safetensors), the evaluation classifier, the
+measured figures (`metrics.json`) and the model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from erasure_core.demo import DEMO_DIR
+
+from .data import RenderedSet, caption_cache
+from .nets import SCHEDULER_CONFIG, UNET_CONFIG, VAE_CONFIG, Classifier, to_tensor
+from .world import OBJECTS, object_prompt
+
+logger = logging.getLogger("miniworld.train")
+CACHE = Path(__file__).resolve().parent / ".cache"
+
+
+@dataclass
+class TrainSettings:
+    seed: int = 0
+    train_images: int = 60_000
+    test_images: int = 5_000
+    classifier_epochs: int = 3
+    vae_steps: int = 2_500
+    unet_steps: int = 2_000
+    unet_batch: int = 256
+    unet_lr: float = 5e-4
+    ema_decay: float = 0.999
+    caption_dropout: float = 0.1
+    eval_images_per_object: int = 8
+    eval_guidance: float = 5.0
+    eval_steps: int = 25
+
+
+def _batches(n: int, size: int, generator: torch.Generator, steps: int):
+    """`steps` random batches of indices (reshuffled each epoch)."""
+    done = 0
+    while True:
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n - size + 1, size):
+            if done == steps:
+                return
+            yield order[start : start + size]
+            done += 1
+
+
+def _cosine(step: int, total: int, warmup: int = 100) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def train_classifier(train: RenderedSet, s: TrainSettings, device: str) -> Classifier:
+    model = Classifier().to(device)
+    images, (objects, styles, night) = to_tensor(train.images), train.labels()
+    steps = s.classifier_epochs * (len(train.scenes) // 256)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _cosine(i, steps))
+    for i, idx in enumerate(_batches(len(train.scenes), 256, torch.Generator().manual_seed(s.seed), steps)):
+        o, st, n = model(images[idx].to(device))
+        loss = (
+            F.cross_entropy(o, objects[idx].to(device))
+            + F.cross_entropy(st, styles[idx].to(device))
+            + F.binary_cross_entropy_with_logits(n, night[idx].to(device))
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if i % 200 == 0:
+            logger.info("classifier step %d/%d loss %.4f", i, steps, loss.item())
+    return model.eval()
+
+
+@torch.no_grad()
+def classifier_accuracy(model: Classifier, images: np.ndarray, test: RenderedSet, device: str) -> dict[str, float]:
+    objects, styles, night = test.labels()
+    preds = [model(to_tensor(images[i : i + 512]).to(device)) for i in range(0, len(images), 512)]
+    o, st, n = (torch.cat([p[k] for p in preds]).cpu() for k in range(3))
+    return {
+        "object_top1": float((o.argmax(1) == objects).float().mean()),
+        "style_top1": float((st.argmax(1) == styles).float().mean()),
+        "night_accuracy": float(((n > 0).float() == night).float().mean()),
+    }
+
+
+def train_vae(train: RenderedSet, s: TrainSettings, device: str):
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL(**VAE_CONFIG).to(device)
+    images = to_tensor(train.images)
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _cosine(i, s.vae_steps))
+    for i, idx in enumerate(_batches(len(train.scenes), 128, torch.Generator().manual_seed(s.seed + 1), s.vae_steps)):
+        x = images[idx].to(device)
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        loss = F.mse_loss(recon, x) + 1e-6 * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if i % 250 == 0:
+            logger.info("vae step %d/%d loss %.5f", i, s.vae_steps, loss.item())
+    return vae.eval()
+
+
+@torch.no_grad()
+def encode_latents(vae, images: np.ndarray, device: str) -> torch.Tensor:
+    return torch.cat(
+        [
+            vae.encode(to_tensor(images[i : i + 512]).to(device)).latent_dist.mean.cpu()
+            for i in range(0, len(images), 512)
+        ]
+    )
+
+
+@torch.no_grad()
+def reconstruct(vae, latents: torch.Tensor, device: str) -> np.ndarray:
+    from erasure_core.preview import decode_images
+
+    return decode_images(vae, latents * vae.config.scaling_factor)
+
+
+def train_unet(
+    latents: torch.Tensor, caption_ids: np.ndarray, embeddings: torch.Tensor, s: TrainSettings, device: str
+):
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    unet = UNet2DConditionModel(**UNET_CONFIG).to(device)
+    ema = UNet2DConditionModel(**UNET_CONFIG).to(device)
+    ema.load_state_dict(unet.state_dict())
+    ema.requires_grad_(False)
+    alphas = DDPMScheduler(
+        **{k: v for k, v in SCHEDULER_CONFIG.items() if k not in ("set_alpha_to_one", "steps_offset")}
+    ).alphas_cumprod.to(device)
+    embeddings = embeddings.to(device)
+    caption_ids = torch.as_tensor(caption_ids)
+    opt = torch.optim.AdamW(unet.parameters(), lr=s.unet_lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _cosine(i, s.unet_steps, warmup=200))
+    generator = torch.Generator().manual_seed(s.seed + 2)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device.startswith("cuda")
+        else torch.autocast("cpu", enabled=False)
+    )
+    for i, idx in enumerate(_batches(len(latents), s.unet_batch, generator, s.unet_steps)):
+        x0 = latents[idx].to(device)
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        t = torch.randint(0, 1000, (len(idx),), generator=generator).to(device)
+        ids = caption_ids[idx].clone()
+        ids[torch.rand(len(idx), generator=generator) < s.caption_dropout] = 0  # the empty caption
+        a = alphas[t].view(-1, 1, 1, 1)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        with autocast:
+            pred = unet(x_t, t, encoder_hidden_states=embeddings[ids.to(device)]).sample
+        loss = F.mse_loss(pred.float(), noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            decay = min(s.ema_decay, (1 + i) / (10 + i))
+            for p_ema, p in zip(ema.parameters(), unet.parameters(), strict=True):
+                p_ema.lerp_(p, 1 - decay)
+        if i % 100 == 0:
+            logger.info("unet step %d/%d loss %.4f", i, s.unet_steps, loss.item())
+    return ema.eval()
+
+
+def save_demo(out: Path, unet, vae, classifier: Classifier) -> None:
+    """fp16 diffusers-style folders plus the classifier, written next to each other."""
+    from diffusers import DDIMScheduler
+
+    out.mkdir(parents=True, exist_ok=True)
+    unet.to("cpu", torch.float16).save_pretrained(out / "unet", safe_serialization=True)
+    vae.to("cpu", torch.float16).save_pretrained(out / "vae", safe_serialization=True)
+    DDIMScheduler(**SCHEDULER_CONFIG).save_pretrained(out / "scheduler")
+    tensors = {
+        k: v.detach().to("cpu", torch.float16 if v.is_floating_point() else v.dtype).contiguous()
+        for k, v in classifier.state_dict().items()
+    }
+    save_file(tensors, str(out / "classifier.safetensors"))
+
+
+def evaluate_generations(out: Path, classifier: Classifier, s: TrainSettings, device: str) -> dict[str, float]:
+    """Top-1 object accuracy of the saved model's own generations (the papers' SD baseline analogue)."""
+    from erasure_core.demo import load_demo
+    from erasure_core.preview import generate_images
+
+    demo = load_demo(device, out)
+    prompts = [object_prompt(o) for o in OBJECTS for _ in range(s.eval_images_per_object)]
+    seeds = list(range(len(prompts)))
+    images = generate_images(demo.backend, demo.vae, prompts, seeds, steps=s.eval_steps, guidance=s.eval_guidance)
+    with torch.no_grad():
+        logits = classifier.float().to(device)(to_tensor(images).to(device))[0].cpu()
+    labels = torch.tensor([OBJECTS.index(o) for o in OBJECTS for _ in range(s.eval_images_per_object)])
+    return {
+        "generation_object_top1": float((logits.argmax(1) == labels).float().mean()),
+        "generation_object_top5": float((logits.topk(5, 1).indices == labels[:, None]).any(1).float().mean()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEMO_DIR)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--captions", type=Path, default=CACHE / "captions.safetensors", help="caption encoding cache")
+    for name, value in asdict(TrainSettings()).items():
+        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    s = TrainSettings(**{k: getattr(args, k) for k in asdict(TrainSettings())})
+    torch.manual_seed(s.seed)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+
+    captions, embeddings = caption_cache(args.captions, s.seed)
+    train, test = RenderedSet.make(s.train_images, s.seed), RenderedSet.make(s.test_images, s.seed + 10_000)
+    timings["data_s"] = time.perf_counter() - start
+
+    t = time.perf_counter()
+    classifier = train_classifier(train, s, args.device)
+    metrics = {
+        f"classifier_{k}": v for k, v in classifier_accuracy(classifier, test.images, test, args.device).items()
+    }
+    timings["classifier_s"] = time.perf_counter() - t
+    logger.info("classifier %s", metrics)
+
+    t = time.perf_counter()
+    vae = train_vae(train, s, args.device)
+    train_latents = encode_latents(vae, train.images, args.device)
+    vae.register_to_config(scaling_factor=float(1.0 / train_latents.std()))
+    test_latents = encode_latents(vae, test.images, args.device)
+    recon = reconstruct(vae, test_latents, args.device)
+    mse = float(np.mean((recon.astype(np.float64) - test.images.astype(np.float64)) ** 2))
+    metrics["vae_psnr_db"] = 10 * math.log10(255.0**2 / mse)
+    metrics["classifier_object_top1_on_reconstructions"] = classifier_accuracy(classifier, recon, test, args.device)[
+        "object_top1"
+    ]
+    timings["vae_s"] = time.perf_counter() - t
+    logger.info("vae psnr %.2f dB", metrics["vae_psnr_db"])
+
+    t = time.perf_counter()
+    caption_ids = captions.pick(train.scenes, s.seed + 3)
+    unet = train_unet(train_latents * vae.config.scaling_factor, caption_ids, embeddings, s, args.device)
+    timings["unet_s"] = time.perf_counter() - t
+
+    save_demo(args.out, unet, vae, classifier)
+    t = time.perf_counter()
+    metrics.update(evaluate_generations(args.out, classifier, s, args.device))
+    timings["eval_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - start
+    record = {
+        "settings": asdict(s),
+        "metrics": metrics,
+        "timings": timings,
+        "device": _device_name(args.device),
+        "captions": len(captions.captions),
+    }
+    (args.out / "metrics.json").write_text(json.dumps(record, indent=2))
+    logger.info("done: %s", json.dumps(record))
+    return 0
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(device)
+    import os
+
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
