@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -270,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     timings["eval_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - start
     record = {
+        "command": "python -m benchmarks.miniworld.train " + " ".join(argv if argv is not None else sys.argv[1:]),
         "settings": asdict(s),
         "metrics": metrics,
         "timings": timings,
@@ -277,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         "captions": len(captions.captions),
     }
     (args.out / "metrics.json").write_text(json.dumps(record, indent=2))
+    write_model_card(args.out)
     logger.info("done: %s", json.dumps(record))
     return 0
 
