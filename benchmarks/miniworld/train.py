@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 
 from erasure_core.demo import DEMO_DIR
 
+from .card import write_model_card
 from .data import RenderedSet, caption_cache
 from .nets import SCHEDULER_CONFIG, UNET_CONFIG, VAE_CONFIG, Classifier, to_tensor
 from .world import OBJECTS, object_prompt
