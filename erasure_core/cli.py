@@ -20,6 +20,8 @@ import torch
 
 from .callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
 from .config import CONFIG_CLASSES, EraseConfig, make_config, method_defaults
+from .defaults import DEMO_OVERRIDES
+from .demo import load_demo
 from .errors import ConfigError, ErasureError, ModelError
 from .lora.export import load_lora
 from .trainer import erase, export_lora, run_audit
@@ -79,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", help="write everything about the run as JSON here")
     run.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     run.add_argument("--defaults", action="store_true", help="print the method's default settings and exit")
+    run.add_argument(
+        "--preview",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write a before/after image grid next to the LoRA (default: on for the demo model)",
+    )
     _add_config_options(run)
 
     audit = sub.add_parser("audit", help="audit an existing erasure LoRA on a model")
@@ -100,11 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_backend(args: argparse.Namespace) -> Any:
+    """The backend, with the model's autoencoder as `backend.vae` where there is one (for the preview grid)."""
     if args.model == DEMO_MODEL:
-        raise ModelError(
-            "The built-in demo model ('--model demo') ships with the miniature world, which is not in this version yet. "
-            "Pass --model with a local diffusers folder (containing model_index.json) or a .safetensors checkpoint."
-        )
+        return load_demo(args.device).backend
     from .backends.diffusers_backend import load_diffusers_model
 
     return load_diffusers_model(args.model, args.device, DTYPES[args.dtype], args.config_dir)
@@ -122,6 +128,9 @@ def _vocabulary(value: str | None) -> tuple[str, ...] | None:
 def _config_from_args(args: argparse.Namespace) -> EraseConfig:
     fields = {f.name for f in dataclasses.fields(CONFIG_CLASSES[args.method])}
     settings = {name: getattr(args, name) for name in fields - _HAND_WRITTEN if getattr(args, name, None) is not None}
+    if args.model == DEMO_MODEL and args.method != "uce":
+        demo = {k: v for k, v in DEMO_OVERRIDES.items() if k in fields}
+        settings = {**demo, **settings}  # the demo's shorter recipe, unless the user set a value
     generic = {f.name for cls in CONFIG_CLASSES.values() for f in dataclasses.fields(cls)} - fields - _HAND_WRITTEN
     if stray := sorted(n for n in generic if getattr(args, n, None) is not None):
         raise ConfigError(f"--{stray[0].replace('_', '-')} does not apply to --method {args.method}.")
@@ -177,6 +186,9 @@ def _run_erase(args: argparse.Namespace) -> int:
         raise ConfigError(f"{out} already exists; choose another --out or pass --overwrite.")
     resume = load_lora(args.resume) if args.resume else None
     backend = _load_backend(args)
+    preview = args.preview if args.preview is not None else args.model == DEMO_MODEL
+    if preview and getattr(backend, "vae", None) is None:
+        raise ConfigError("This model has no autoencoder loaded, so no preview can be drawn; drop --preview.")
     callbacks, bar = _progress_callbacks(1 if config.method == "uce" else config.steps)
     try:
         result = erase(backend, config, callbacks, resume=resume)
@@ -184,8 +196,12 @@ def _run_erase(args: argparse.Namespace) -> int:
         bar.close()
     export_lora(result, out)
     report = result.report()
+    if preview:
+        report["preview"] = str(_write_preview(backend, result, out.with_suffix(".png")))
     if result.audit is not None:
         print(result.audit.table())
+    if "preview" in report:
+        print(f"before/after grid written to {report['preview']}")
     print(
         f"{config.method}: {result.seconds:.1f} s, peak memory {result.peak_memory_mb:.0f} MB, "
         f"{result.unet_evals} UNet evaluations, LoRA written to {out}"
@@ -194,6 +210,26 @@ def _run_erase(args: argparse.Namespace) -> int:
         report["output"] = str(out)
         _write_json(args.report, report)
     return 0
+
+
+def _write_preview(backend: Any, result: Any, path: Path) -> Path:
+    """Before/after grid next to the LoRA: erased, kept and found concepts, the same seeds before and after."""
+    from .preview import generate_images, image_grid
+
+    vae = backend.vae
+    c = result.config
+    prompts = [*c.erase, *c.keep, *[w for words in result.found.values() for w in words[:1]]][:8]
+    seeds = [0, 1, 2]
+    grid_prompts = [p for p in prompts for _ in seeds]
+    before = generate_images(backend, vae, grid_prompts, seeds * len(prompts))
+    after = generate_images(backend, vae, grid_prompts, seeds * len(prompts), lora=result.weights)
+    n = len(seeds)
+    rows = [[*before[i * n : (i + 1) * n], *after[i * n : (i + 1) * n]] for i in range(len(prompts))]
+    columns = [f"before {s}" for s in seeds] + [f"after {s}" for s in seeds]
+    tmp = path.with_name(path.name + ".partial.png")
+    image_grid(rows, prompts, columns).save(tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def _run_audit(args: argparse.Namespace) -> int:

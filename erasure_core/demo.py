@@ -67,4 +67,5 @@ def load_demo(device: str | torch.device = "cpu", folder: str | Path = DEMO_DIR)
         vae_scale_factor=2 ** (len(vae.config.block_out_channels) - 1),
         name="demo",
     )
+    backend.vae = vae
     return DemoModel(backend, vae)

@@ -89,6 +89,7 @@ class DiffusersBackend:
         self.text_encoder_2 = text_encoder_2
         self.tokenizer_2 = tokenizer_2
         self.scheduler = scheduler
+        self.vae: nn.Module | None = None  # set by from_pipeline / the demo loader; only previews need it
         self.vae_scale_factor = vae_scale_factor
         self.name = name
         self.arch = detect_arch(unet, text_encoder_2 is not None)
@@ -109,7 +110,7 @@ class DiffusersBackend:
     def from_pipeline(cls, pipe: Any, name: str | None = None) -> DiffusersBackend:
         vae = getattr(pipe, "vae", None)
         scale = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 8
-        return cls(
+        backend = cls(
             pipe.unet,
             pipe.text_encoder,
             pipe.tokenizer,
@@ -120,6 +121,8 @@ class DiffusersBackend:
             force_zeros_for_empty_prompt=bool(pipe.config.get("force_zeros_for_empty_prompt", False)),
             name=name or type(pipe).__name__,
         )
+        backend.vae = vae
+        return backend
 
     # -- Backend interface ------------------------------------------------------------------------------------
     @property

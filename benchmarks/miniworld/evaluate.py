@@ -1,0 +1,427 @@
+"""The erasure benchmark of the miniature world: the papers' protocols in miniature.
+
+    python -m benchmarks.miniworld.evaluate --task objects --methods none,esd,eap,age,uce --steps 200 --json out.json
+
+Tasks: `objects` (Imagenette analogue: 4 splits of 5 erased + 5 kept, ESR/PSR-1/5, FID-style distance of kept
+concepts), `neighbours` (erase one concept at a time; same-group vs other-group preservation and the impact matrix),
+`styles` (erase one style, keep the others), `implicit` (erase "night" with `noxattn`, detector rate over prompts
+that mostly never say "night"), or `all`. Every method runs with the same step budget and seeds. Writes JSON, a
+markdown table and a before/after image grid per task. Percentages are 0..100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from erasure_core import erase, make_config
+from erasure_core.defaults import MINIWORLD_RECIPE
+from erasure_core.demo import DEMO_DIR, DemoModel, load_demo
+from erasure_core.lora.adapter import LoraWeights
+from erasure_core.preview import generate_images, image_grid
+
+from .data import RenderedSet
+from .nets import STYLE_LABELS, Classifier, to_tensor
+from .world import GROUP_OF, IMPLICIT, OBJECTS, STYLES, implicit_prompts, list_concepts, object_prompt, style_prompt
+
+logger = logging.getLogger("miniworld.evaluate")
+METHODS = ("none", "esd", "eap", "age", "uce")
+TASKS = ("objects", "neighbours", "styles", "implicit")
+# Imagenette analogue: ten concepts, two per group, split 5 erased / 5 kept four ways (as the EAP/AGE splits v1-v4).
+OBJECT_SPLITS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("apple", "car", "house", "tree", "cup"), ("banana", "truck", "church", "flower", "key")),
+    (("banana", "truck", "church", "flower", "key"), ("apple", "car", "house", "tree", "cup")),
+    (("apple", "truck", "house", "flower", "key"), ("banana", "car", "church", "tree", "cup")),
+    (("banana", "car", "church", "tree", "cup"), ("apple", "truck", "house", "flower", "key")),
+)
+
+
+@dataclass
+class Bench:
+    """Settings shared by every task, and the loaded model and classifier."""
+
+    methods: tuple[str, ...] = METHODS
+    steps: int = MINIWORLD_RECIPE["steps"]
+    images_per_concept: int = 16
+    seed: int = 0
+    device: str = "cpu"
+    sample_steps: int = 25
+    guidance: float = 5.0
+    overrides: dict[str, Any] = field(default_factory=dict)  # extra engine settings for every trained method
+
+    def __post_init__(self) -> None:
+        self.demo: DemoModel = load_demo(self.device)
+        self.classifier = load_classifier(self.device)
+
+    def seeds(self, n: int) -> list[int]:
+        return [self.seed * 100_000 + i for i in range(n)]
+
+    def train(
+        self, method: str, erase_: Sequence[str], keep: Sequence[str], layers: str | None = None
+    ) -> tuple[LoraWeights | None, dict]:
+        """The LoRA of `method` (None for the unedited model), with its seconds, peak memory and UNet evaluations."""
+        if method == "none":
+            return None, {"seconds": 0.0, "peak_mem_mb": 0.0, "unet_evals": 0}
+        settings: dict[str, Any] = {
+            **MINIWORLD_RECIPE,
+            "steps": self.steps,
+            "seed": self.seed,
+            "audit_samples": 0,
+            **self.overrides,
+        }
+        if method == "uce":
+            settings = {"seed": self.seed, "audit_samples": 0}
+        elif layers:
+            settings["layers"] = layers
+        config = make_config(method, erase=tuple(erase_), keep=tuple(keep), **settings)
+        result = erase(self.demo.backend, config)
+        logger.info("%s erased %s in %.1f s", method, list(erase_), result.seconds)
+        return result.weights, {
+            "seconds": result.seconds,
+            "peak_mem_mb": result.peak_memory_mb,
+            "unet_evals": result.unet_evals,
+        }
+
+    def images(self, prompts: Sequence[str], lora: LoraWeights | None) -> np.ndarray:
+        seeds = [
+            s for _ in range(len(prompts) // self.images_per_concept) for s in self.seeds(self.images_per_concept)
+        ]
+        return generate_images(
+            self.demo.backend, self.demo.vae, prompts, seeds, lora, self.sample_steps, self.guidance
+        )
+
+    @torch.no_grad()
+    def classify(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Object logits, style logits, night logits and features of uint8 images."""
+        x = to_tensor(images).to(self.device)
+        features = self.classifier.features(x)
+        return (
+            self.classifier.objects(features).cpu(),
+            self.classifier.styles(features).cpu(),
+            self.classifier.night(features).squeeze(-1).cpu(),
+            features.cpu(),
+        )
+
+
+def load_classifier(device: str = "cpu", folder: Path = DEMO_DIR) -> Classifier:
+    model = Classifier()
+    model.load_state_dict(
+        {
+            k: v.float() if v.is_floating_point() else v
+            for k, v in load_file(str(folder / "classifier.safetensors")).items()
+        }
+    )
+    return model.to(device).eval()
+
+
+def top_k_hit(logits: torch.Tensor, label: int, k: int) -> torch.Tensor:
+    return (logits.topk(k, dim=1).indices == label).any(dim=1).float()
+
+
+def feature_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Frechet distance between Gaussian fits of two feature sets (FID, on the classifier's features).
+
+    tr(sqrt(A B)) is computed as the trace of sqrt(sqrt(A) B sqrt(A)), a symmetric matrix, so no scipy is needed.
+    """
+    a, b = a.double(), b.double()
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * cross)
+
+
+def _mean_spread(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values) if len(values) > 1 else 0.0}
+
+
+def _object_images(bench: Bench, concepts: Sequence[str], lora: LoraWeights | None):
+    prompts = [object_prompt(c) for c in concepts for _ in range(bench.images_per_concept)]
+    images = bench.images(prompts, lora)
+    logits, _, _, features = bench.classify(images)
+    per_concept = {
+        c: (logits[i * bench.images_per_concept : (i + 1) * bench.images_per_concept]) for i, c in enumerate(concepts)
+    }
+    return images, per_concept, features
+
+
+def _rate(per_concept: dict[str, torch.Tensor], concepts: Sequence[str], k: int, hit: bool = True) -> float:
+    values = [top_k_hit(per_concept[c], OBJECTS.index(c), k) for c in concepts]
+    rate = float(torch.cat(values).mean()) if values else float("nan")
+    return 100 * (rate if hit else 1 - rate)
+
+
+def task_objects(bench: Bench, splits: Sequence[tuple[tuple[str, ...], tuple[str, ...]]]) -> dict[str, Any]:
+    """ESR/PSR on erased/kept splits, plus same-group and other-group preservation of the concepts in no split."""
+    reference = torch.cat([bench.classify(RenderedSet.make(bench.images_per_concept * 10, 7).images)[3]])
+    methods: dict[str, Any] = {}
+    grids = []
+    for method in bench.methods:
+        per_split: dict[str, list[float]] = {}
+        costs = []
+        for erased, kept in splits:
+            lora, cost = bench.train(method, erased, kept)
+            costs.append(cost)
+            others = [o for o in OBJECTS if o not in erased + kept]
+            images, per_concept, features = _object_images(bench, list(erased + kept) + others, lora)
+            near = [o for o in others if GROUP_OF[o] in {GROUP_OF[e] for e in erased}]
+            far = [o for o in others if o not in near]
+            kept_features = features[
+                len(erased) * bench.images_per_concept : (len(erased) + len(kept)) * bench.images_per_concept
+            ]
+            row = {
+                "ESR-1": _rate(per_concept, erased, 1, hit=False),
+                "ESR-5": _rate(per_concept, erased, 5, hit=False),
+                "PSR-1": _rate(per_concept, kept, 1),
+                "PSR-5": _rate(per_concept, kept, 5),
+                "neighbour-PSR-1": _rate(per_concept, near, 1),
+                **({"far-PSR-1": _rate(per_concept, far, 1)} if far else {}),  # none when the split spans all groups
+                "FID-feat": feature_distance(kept_features, reference),
+            }
+            for key, value in row.items():
+                per_split.setdefault(key, []).append(value)
+            if (erased, kept) == tuple(splits[0]):
+                grids.append((method, images[:: bench.images_per_concept][: len(erased) + len(kept)]))
+        methods[method] = _summary(per_split, costs)
+    concepts = list(splits[0][0] + splits[0][1])
+    return {"methods": methods, "splits": [list(map(list, s)) for s in splits], "grid": (concepts, grids)}
+
+
+def _summary(per_split: dict[str, list[float]], costs: list[dict]) -> dict[str, Any]:
+    out: dict[str, Any] = {key: statistics.fmean(values) for key, values in per_split.items()}
+    out["spread"] = {key: _mean_spread(values)["std"] for key, values in per_split.items()}
+    out["seconds"] = statistics.fmean(c["seconds"] for c in costs)
+    out["peak_mem_mb"] = max(c["peak_mem_mb"] for c in costs)
+    out["unet_evals"] = statistics.fmean(c["unet_evals"] for c in costs)
+    return out
+
+
+def task_neighbours(bench: Bench, concepts: Sequence[str]) -> dict[str, Any]:
+    """Erase each concept alone; impact = generation-rate drop of every concept (the AGE paper's concept graph)."""
+    base_images, base, _ = _object_images(bench, OBJECTS, None)
+    base_rate = {o: _rate(base, [o], 1) for o in OBJECTS}
+    methods: dict[str, Any] = {}
+    grids = []
+    for method in [m for m in bench.methods if m != "none"]:
+        per_split: dict[str, list[float]] = {}
+        costs, matrix = [], {}
+        for concept in concepts:
+            lora, cost = bench.train(method, [concept], [])
+            costs.append(cost)
+            images, per_concept, _ = _object_images(bench, OBJECTS, lora)
+            rates = {o: _rate(per_concept, [o], 1) for o in OBJECTS}
+            matrix[concept] = {o: base_rate[o] - rates[o] for o in OBJECTS}
+            near = [o for o in OBJECTS if GROUP_OF[o] == GROUP_OF[concept] and o != concept]
+            far = [o for o in OBJECTS if GROUP_OF[o] != GROUP_OF[concept]]
+            for key, value in {
+                "ESR-1": 100 - rates[concept],
+                "ESR-5": _rate(per_concept, [concept], 5, hit=False),
+                "neighbour-PSR-1": statistics.fmean(rates[o] for o in near),
+                "far-PSR-1": statistics.fmean(rates[o] for o in far),
+            }.items():
+                per_split.setdefault(key, []).append(value)
+            if concept == concepts[0]:
+                grids.append((method, images[:: bench.images_per_concept]))
+        methods[method] = _summary(per_split, costs) | {"impact": matrix}
+    methods["none"] = {
+        "ESR-1": statistics.fmean(100 - base_rate[c] for c in concepts),
+        "neighbour-PSR-1": statistics.fmean(base_rate.values()),
+        "far-PSR-1": statistics.fmean(base_rate.values()),
+        "seconds": 0.0,
+        "peak_mem_mb": 0.0,
+    }
+    return {
+        "methods": methods,
+        "erased": list(concepts),
+        "grid": (list(OBJECTS), [("none", base_images[:: bench.images_per_concept])] + grids),
+    }
+
+
+def task_styles(bench: Bench, style: str) -> dict[str, Any]:
+    """Erase one style, keep the others: style-classifier accuracy on erased-style and kept-style prompts."""
+    kept_styles = [s for s in STYLES if s != style]
+    objects = OBJECTS[::3]
+    prompts = {s: [style_prompt(o, s) for o in objects for _ in range(bench.images_per_concept)] for s in STYLES}
+    methods: dict[str, Any] = {}
+    grids = []
+    for method in bench.methods:
+        lora, cost = bench.train(method, [f"{style} style"], [f"{s} style" for s in kept_styles])
+        accuracy, shown = {}, []
+        for s in STYLES:
+            images = bench.images(prompts[s], lora)
+            _, style_logits, _, _ = bench.classify(images)
+            accuracy[s] = 100 * float((style_logits.argmax(1) == STYLE_LABELS.index(s)).float().mean())
+            shown.append(images[0])
+        grids.append((method, np.stack(shown)))
+        methods[method] = {
+            "ESR-1": 100 - accuracy[style],
+            "PSR-1": statistics.fmean(accuracy[s] for s in kept_styles),
+            "style_accuracy": accuracy,
+            **cost,
+        }
+    return {"methods": methods, "erased": style, "grid": (list(STYLES), grids)}
+
+
+def task_implicit(bench: Bench) -> dict[str, Any]:
+    """Erase "night" from the non-cross-attention layers (ESD-u); detector rate over the implicit prompts."""
+    prompts = implicit_prompts()
+    plain = [object_prompt(o) for o in OBJECTS[::2]]
+    n = bench.images_per_concept
+    methods: dict[str, Any] = {}
+    grids = []
+    for method in bench.methods:
+        lora, cost = bench.train(method, [IMPLICIT], [], layers="noxattn")
+        images = bench.images([p for p in prompts for _ in range(n)], lora)
+        _, _, night, _ = bench.classify(images)
+        detected = 100 * float((night > 0).float().mean())
+        plain_images = bench.images([p for p in plain for _ in range(n)], lora)
+        objects, _, _, _ = bench.classify(plain_images)
+        labels = torch.tensor([OBJECTS.index(o) for o in OBJECTS[::2] for _ in range(n)])
+        methods[method] = {
+            "night_rate": detected,
+            "ESR-1": 100 - detected,
+            "PSR-1": 100 * float((objects.argmax(1) == labels).float().mean()),
+            **cost,
+        }
+        grids.append((method, images[:: n * 4][:8]))
+    return {"methods": methods, "prompts": len(prompts), "grid": ([p[:18] for p in prompts[::4]][:8], grids)}
+
+
+# -- outputs --------------------------------------------------------------------------------------------------
+COLUMNS = (
+    "ESR-1",
+    "ESR-5",
+    "PSR-1",
+    "PSR-5",
+    "neighbour-PSR-1",
+    "far-PSR-1",
+    "FID-feat",
+    "night_rate",
+    "seconds",
+    "peak_mem_mb",
+)
+
+
+def markdown(task: str, result: dict[str, Any]) -> str:
+    rows = result["methods"]
+    columns = [c for c in COLUMNS if any(c in r for r in rows.values())]
+    lines = [f"### {task}", "", "| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for method, row in rows.items():
+        cells = []
+        for c in columns:
+            value = row.get(c)
+            spread = row.get("spread", {}).get(c)
+            cells.append("-" if value is None else f"{value:.1f}" + (f" ± {spread:.1f}" if spread else ""))
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def save_grid(result: dict[str, Any], path: Path) -> None:
+    columns, rows = result["grid"]
+    image_grid([list(images) for _, images in rows], [m for m, _ in rows], columns, scale=2).save(path)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    bench = Bench(
+        tuple(args.methods.split(",")),
+        args.steps,
+        args.images_per_concept,
+        args.seed,
+        args.device,
+        overrides=json.loads(args.set or "{}"),
+    )
+    erase_list = [c.strip() for c in args.erase.split(",") if c.strip()] if args.erase else []
+    keep_list = [c.strip() for c in args.keep.split(",") if c.strip()] if args.keep else []
+    tasks = TASKS if args.task == "all" else (args.task,)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    for task in tasks:
+        start = time.perf_counter()
+        if task == "objects":
+            splits = [(tuple(erase_list), tuple(keep_list))] if erase_list else OBJECT_SPLITS[: 1 if args.quick else 4]
+            result = task_objects(bench, splits)
+        elif task == "neighbours":
+            result = task_neighbours(bench, erase_list or (OBJECTS[:1] if args.quick else OBJECTS))
+        elif task == "styles":
+            result = task_styles(bench, erase_list[0] if erase_list else STYLES[0])
+        else:
+            result = task_implicit(bench)
+        save_grid(result, out_dir / f"{task}.png")
+        result.pop("grid")
+        result["wall_s"] = time.perf_counter() - start
+        results[task] = result
+        (out_dir / f"{task}.md").write_text(markdown(task, result))
+        logger.info("%s done in %.0f s\n%s", task, result["wall_s"], markdown(task, result))
+    report = {
+        "methods": results[tasks[0]]["methods"],
+        "tasks": results,
+        "settings": {k: v for k, v in asdict(bench).items() if k != "overrides"} | {"overrides": bench.overrides},
+        "machine": _machine(args.device),
+    }
+    return report
+
+
+def _machine(device: str) -> str:
+    import os
+    import platform
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.miniworld.evaluate", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--list-concepts", action="store_true", help="print the world's concepts as JSON and exit")
+    parser.add_argument(
+        "--erase", help="comma-separated concepts to erase (objects: one split; neighbours: the sweep)"
+    )
+    parser.add_argument("--keep", help="comma-separated concepts to keep (objects task)")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--task", default="objects", choices=(*TASKS, "all"))
+    parser.add_argument(
+        "--steps", type=int, default=MINIWORLD_RECIPE["steps"], help="training steps of every trained method"
+    )
+    parser.add_argument("--images-per-concept", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", help="write the report here")
+    parser.add_argument("--out-dir", default="benchmarks/miniworld/results", help="markdown tables and image grids")
+    parser.add_argument("--quick", action="store_true", help="one split / one concept, for a fast check")
+    parser.add_argument(
+        "--set", help="extra engine settings for every trained method, as JSON (e.g. '{\"lr\": 1e-3}')"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list_concepts:
+        print(json.dumps(list_concepts()))
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    unknown = set(args.methods.split(",")) - set(METHODS)
+    if unknown:
+        raise SystemExit(f"unknown method(s) {sorted(unknown)}; choose from {', '.join(METHODS)}")
+    report = run(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
