@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Every result table of the README's "Miniature world" section, in order of importance. About 80 minutes on 2 CPU cores.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=benchmarks/miniworld/results
+mkdir -p "$out"
+run() { python -m benchmarks.miniworld.evaluate --out-dir "$out" "$@"; }
+run --task objects --methods none,esd,eap,age,uce --images-per-concept 16 --json "$out/objects.json"
+run --task implicit --methods none,esd,eap,age,uce --images-per-concept 8 --json "$out/implicit.json"
+run --task styles --methods none,esd,eap,age,uce --images-per-concept 8 --json "$out/styles.json"
+run --task neighbours --methods esd,eap,age,uce --erase apple,car,house,tree,cup --images-per-concept 8 --json "$out/neighbours.json"

@@ -1,0 +1,45 @@
+"""A tiny run of the benchmark and of the demo command, end to end (a few steps, a few images)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.miniworld.evaluate import main as evaluate
+from erasure_core import load_lora
+from erasure_core.cli import main as cli
+
+KEYS = {"ESR-1", "ESR-5", "PSR-1", "PSR-5", "neighbour-PSR-1", "seconds", "peak_mem_mb"}
+
+
+def test_list_concepts_prints_json(capsys: pytest.CaptureFixture) -> None:
+    assert evaluate(["--list-concepts"]) == 0
+    concepts = json.loads(capsys.readouterr().out)
+    assert set(concepts) == {"groups", "styles", "implicit"}
+
+
+def test_tiny_objects_run_writes_a_well_formed_report(tmp_path: Path) -> None:
+    report_path = tmp_path / "r.json"
+    argv = ["--task", "objects", "--erase", "apple,car", "--keep", "banana", "--methods", "none,esd", "--steps", "2",
+            "--images-per-concept", "2", "--device", "cpu", "--json", str(report_path), "--out-dir", str(tmp_path)]  # fmt: skip
+    assert evaluate(argv) == 0
+    report = json.loads(report_path.read_text())
+    assert set(report["methods"]) == {"none", "esd"}
+    for row in report["methods"].values():
+        assert KEYS <= set(row) and all(0 <= row[k] <= 100 for k in KEYS if "PSR" in k or "ESR" in k)
+    assert report["methods"]["none"]["ESR-1"] <= 50  # the unedited model draws its concepts
+    assert (tmp_path / "objects.png").is_file() and (tmp_path / "objects.md").read_text().startswith("### objects")
+
+
+def test_demo_command_erases_and_writes_lora_and_grid(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "no-apple.safetensors"
+    argv = ["erase", "--model", "demo", "--erase", "apple", "--keep", "banana", "--method", "esd", "--steps", "3",
+            "--out", str(out)]  # fmt: skip
+    assert cli(argv) == 0
+    printed = capsys.readouterr().out
+    assert "apple" in printed and "before/after grid written" in printed
+    assert out.with_suffix(".png").is_file()
+    info = load_lora(out).info()
+    assert info["base_model"] == "demo" and info["config"]["lr"] == 3e-3  # the demo recipe
