@@ -6,7 +6,6 @@ import hashlib
 import re
 
 import numpy as np
-import pytest
 import torch
 
 from benchmarks.miniworld.card import WEIGHT_FILES
