@@ -2,8 +2,8 @@
 
     python -m benchmarks.miniworld.train [--device cuda] [--out erasure_core/data/demo]
 
-Deterministic for a seed on one machine. The defaults fit in about 70 minutes on 2 CPU cores (a few minutes on a
-GPU). Writes the demo model as a diffusers-style folder (fp16 safetensors), the evaluation classifier, the
+Deterministic for a seed on one machine. The shipped weights took 7 minutes on an H100 (see the model card); on
+2 CPU cores the per-step times project to about 80 minutes (not yet measured end to end). Writes the demo model as a diffusers-style folder (fp16 safetensors), the evaluation classifier, the
 measured figures (`metrics.json`) and the model card.
 """
 
