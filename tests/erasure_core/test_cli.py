@@ -73,7 +73,10 @@ def test_existing_output_is_not_overwritten(model: Path, tmp_path: Path, capsys:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "demo", "--erase", "cat", "--preview", "--method", "esd", "--vocabulary", "a,b"], "--vocabulary applies"),
+        (
+            ["--model", "demo", "--erase", "cat", "--preview", "--method", "esd", "--vocabulary", "a,b"],
+            "--vocabulary applies",
+        ),
         (["--model", "/nonexistent/model", "--erase", "cat"], "Model not found"),
         (["--erase", " "], "empty"),
         (["--erase", "cat", "--keep", "cat"], "both erased and kept"),
