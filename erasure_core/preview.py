@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .backends.base import Backend
+from .backends.base import Backend, Conditioning
 from .lora.adapter import LoraWeights, load_lora_weights, remove_lora
 from .sampling import ddim_sample, ddim_timesteps
 
@@ -38,7 +38,7 @@ def generate_latents(
     for start in range(0, len(prompts), _BATCH):
         chunk_prompts, chunk_seeds = prompts[start : start + _BATCH], seeds[start : start + _BATCH]
         z = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in chunk_seeds])
-        cond = type(conds).cat([conds.select(index[p]) for p in chunk_prompts])
+        cond = Conditioning.cat([conds.select(index[p]) for p in chunk_prompts])
         x, _ = ddim_sample(
             backend.predict_noise, z.to(backend.device), cond, uncond, guidance, path, backend.alphas_cumprod
         )
