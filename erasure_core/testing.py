@@ -128,21 +128,27 @@ def _scheduler() -> DDIMScheduler:
     )
 
 
+# What both tiny UNets share: an 8x8x4 latent, two levels of 16 and 32 channels.
+_TINY_UNET = {
+    "sample_size": 8,
+    "in_channels": 4,
+    "out_channels": 4,
+    "block_out_channels": (16, 32),
+    "attention_head_dim": 4,
+    "norm_num_groups": 8,
+}
+
+
 def tiny_sd1(folder: Path, seed: int = 0) -> StableDiffusionPipeline:
     """SD1-like: two UNet levels, cross-attention in the first, 1x1-conv proj_in like SD1.5."""
     torch.manual_seed(seed)
     tokenizer = write_clip_tokenizer(folder / "tok")
     unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
+        **_TINY_UNET,
         layers_per_block=1,
-        block_out_channels=(16, 32),
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=16,
-        attention_head_dim=4,
-        norm_num_groups=8,
     )
     text_encoder = CLIPTextModel(_text_config(len(tokenizer), 16))
     return StableDiffusionPipeline(
@@ -163,16 +169,11 @@ def tiny_sdxl(folder: Path, seed: int = 0) -> StableDiffusionXLPipeline:
     tokenizer = write_clip_tokenizer(folder / "tok")
     tokenizer_2 = write_clip_tokenizer(folder / "tok2")
     unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
+        **_TINY_UNET,
         layers_per_block=2,
-        block_out_channels=(16, 32),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32,
-        attention_head_dim=4,
-        norm_num_groups=8,
         use_linear_projection=True,
         addition_embed_type="text_time",
         addition_time_embed_dim=4,

@@ -142,8 +142,8 @@ def feature_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(((a.mean(0) - b.mean(0)) ** 2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * cross)
 
 
-def _mean_spread(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values) if len(values) > 1 else 0.0}
+def _spread(values: list[float]) -> float:
+    return statistics.pstdev(values) if len(values) > 1 else 0.0
 
 
 def _object_images(bench: Bench, concepts: Sequence[str], lora: LoraWeights | None):
@@ -200,7 +200,7 @@ def task_objects(bench: Bench, splits: Sequence[tuple[tuple[str, ...], tuple[str
 
 def _summary(per_split: dict[str, list[float]], costs: list[dict]) -> dict[str, Any]:
     out: dict[str, Any] = {key: statistics.fmean(values) for key, values in per_split.items()}
-    out["spread"] = {key: _mean_spread(values)["std"] for key, values in per_split.items()}
+    out["spread"] = {key: _spread(values) for key, values in per_split.items()}
     out["seconds"] = statistics.fmean(c["seconds"] for c in costs)
     out["peak_mem_mb"] = max(c["peak_mem_mb"] for c in costs)
     out["unet_evals"] = statistics.fmean(c["unet_evals"] for c in costs)

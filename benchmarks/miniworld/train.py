@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from erasure_core.demo import DEMO_DIR
+from erasure_core.preview import decode_images
 
 from .card import write_model_card
 from .data import RenderedSet, caption_cache
@@ -132,13 +133,6 @@ def encode_latents(vae, images: np.ndarray, device: str) -> torch.Tensor:
             for i in range(0, len(images), 512)
         ]
     )
-
-
-@torch.no_grad()
-def reconstruct(vae, latents: torch.Tensor, device: str) -> np.ndarray:
-    from erasure_core.preview import decode_images
-
-    return decode_images(vae, latents * vae.config.scaling_factor)
 
 
 def train_unet(
@@ -252,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     train_latents = encode_latents(vae, train.images, args.device)
     vae.register_to_config(scaling_factor=float(1.0 / train_latents.std()))
     test_latents = encode_latents(vae, test.images, args.device)
-    recon = reconstruct(vae, test_latents, args.device)
+    recon = decode_images(vae, test_latents * vae.config.scaling_factor)
     mse = float(np.mean((recon.astype(np.float64) - test.images.astype(np.float64)) ** 2))
     metrics["vae_psnr_db"] = 10 * math.log10(255.0**2 / mse)
     metrics["classifier_object_top1_on_reconstructions"] = classifier_accuracy(classifier, recon, test, args.device)[
