@@ -45,6 +45,22 @@ def normalize_concepts(values: Iterable[str] | str | None, what: str) -> tuple[s
     return tuple(out)
 
 
+def _concept_weights(weights: Iterable[float], concepts: tuple[str, ...], what: str) -> tuple[float, ...]:
+    """One finite positive weight per concept; an empty list means 1.0 for each."""
+    weights = tuple(float(w) for w in weights)
+    if not weights:
+        return (1.0,) * len(concepts)
+    if len(weights) != len(concepts):
+        raise ConfigError(
+            f"{len(weights)} weight(s) were given for {len(concepts)} concept(s) to {what} ({', '.join(concepts)}); "
+            "give one weight per concept (duplicates are merged), or none."
+        )
+    for concept, w in zip(concepts, weights, strict=True):
+        if not math.isfinite(w) or w <= 0:
+            raise ConfigError(f"The weight of {concept!r} is {w}; weights must be positive numbers such as 0.5 or 2.")
+    return weights
+
+
 @dataclass(frozen=True)
 class EraseConfig:
     """Settings shared by every method. Use a method's subclass (`EsdConfig`, ...), not this base."""
@@ -53,6 +69,13 @@ class EraseConfig:
 
     erase: tuple[str, ...] = field(default=(), metadata={"help": "Concepts to erase (one prompt each)."})
     keep: tuple[str, ...] = field(default=(), metadata={"help": "Concepts to keep unchanged."})
+    erase_weights: tuple[float, ...] = field(
+        default=(),
+        metadata={"help": "Strength per erased concept, multiplying its guidance eta (empty = 1 for every concept)."},
+    )
+    keep_weights: tuple[float, ...] = field(
+        default=(), metadata={"help": "Weight per kept concept, multiplying its preservation loss (empty = 1 each)."}
+    )
     layers: str | None = _opt(
         "Layer set the LoRA trains: " + "; ".join(f"{k} = {v}" for k, v in LAYER_SET_HELP.items()), choices=LAYER_SETS
     )
@@ -90,6 +113,8 @@ class EraseConfig:
         for key, value in DEFAULTS[self.method].items():
             if getattr(self, key) is None:
                 object.__setattr__(self, key, value)
+        object.__setattr__(self, "erase_weights", _concept_weights(self.erase_weights, self.erase, "erase"))
+        object.__setattr__(self, "keep_weights", _concept_weights(self.keep_weights, self.keep, "keep"))
         self._check()
 
     def _check(self) -> None:
@@ -229,7 +254,7 @@ def config_from_dict(data: dict[str, Any]) -> EraseConfig:
     method = data.pop("method", None)
     if method is None:
         raise ConfigError("The settings carry no 'method'.")
-    for key in ("erase", "keep", "vocabulary"):
+    for key in ("erase", "keep", "vocabulary", "erase_weights", "keep_weights"):
         if isinstance(data.get(key), list):
             data[key] = tuple(data[key])
     return make_config(method, **data)

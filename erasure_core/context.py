@@ -102,17 +102,23 @@ class TrainingContext:
         """One erased concept per step, uniformly (ref §1: several concepts share one run this way)."""
         return self.rng.randrange(len(self.prompts.erased))
 
+    def eta(self, index: int) -> float:
+        """Negative-guidance strength for erased concept `index`: the config's eta times the concept's weight."""
+        return self.config.negative_guidance * self.config.erase_weights[index]
+
     # -- losses and updates -----------------------------------------------------------------------------------
     def keep_loss(self, x: torch.Tensor, draw: TimestepDraw) -> torch.Tensor | float:
         """Preservation of one of the user's kept concepts on the step's latent (ESD-preserve form, ref §1)."""
         p = self.prompts
         if p.keep_conds is None or self.config.keep_weight == 0:
             return 0.0
-        cond = p.keep_conds.select(self.rng.randrange(len(p.keep)))
+        index = self.rng.randrange(len(p.keep))
+        cond = p.keep_conds.select(index)
         with torch.no_grad():
             frozen = self.predict(x, draw.t, cond, edited=False)
         edited = self.predict(x, draw.t, cond, edited=True)
-        return self.config.keep_weight * self.weight(draw) * F.mse_loss(edited, frozen)
+        weight = self.config.keep_weight * self.config.keep_weights[index]
+        return weight * self.weight(draw) * F.mse_loss(edited, frozen)
 
     def check_finite(self, loss: torch.Tensor, what: str) -> None:
         if not torch.isfinite(loss):

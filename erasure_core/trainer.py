@@ -244,9 +244,9 @@ def _probes(
     if config.method == "uce":
         anchors, eta = ((config.guide, 1.0),), 0.0  # UCE maps the concept onto the guide's projections
     probes = []
-    for concept in config.erase:
+    for concept, weight in zip(config.erase, config.erase_weights, strict=True):
         own = tuple((w, float(p)) for w, p in targets.get(concept, ())) or anchors
-        probes.append(Probe(concept, "erased", own, eta))
+        probes.append(Probe(concept, "erased", own, eta * weight))
     probes += [Probe(k, "kept") for k in config.keep]
     taken = {p.prompt.lower() for p in probes}
     for words in found.values():

@@ -41,7 +41,7 @@ def train_step(ctx: TrainingContext, state: SearchState) -> dict[str, Any]:
         eps_target_e, eps_erased, eps_target_t = ctx.predict(
             torch.cat([x_e, x_e, x_t]), draw.t, Conditioning.cat([target_cond, erased, target_cond]), edited=False
         ).chunk(3)
-        target = negative_guidance_target(eps_target_e, eps_erased, c.negative_guidance)
+        target = negative_guidance_target(eps_target_e, eps_erased, ctx.eta(index))
     edited_e, edited_t = ctx.predict(
         torch.cat([x_e, x_t]), draw.t, Conditioning.cat([erased, target_cond]), edited=True
     ).chunk(2)

@@ -39,7 +39,7 @@ def train_step(ctx: TrainingContext, state: SearchState) -> dict[str, Any]:
         eps_anchor, eps_erased, eps_adv = ctx.predict(
             torch.cat([x_e, x_e, x_a]), draw.t, Conditioning.cat([p.anchor, erased, adversarial]), edited=False
         ).chunk(3)
-        target = negative_guidance_target(eps_anchor, eps_erased, c.negative_guidance)
+        target = negative_guidance_target(eps_anchor, eps_erased, ctx.eta(index))
     edited_e, edited_a = ctx.predict(
         torch.cat([x_e, x_a]), draw.t, Conditioning.cat([erased, adversarial]), edited=True
     ).chunk(2)

@@ -26,7 +26,7 @@ def prepare(ctx: TrainingContext) -> None:
 
 
 def train_step(ctx: TrainingContext, state: Any) -> dict[str, Any]:
-    p, c = ctx.prompts, ctx.config
+    p = ctx.prompts
     index = ctx.pick_erased()
     erased = p.erased_conds.select(index)
     draw = ctx.draw()
@@ -35,7 +35,7 @@ def train_step(ctx: TrainingContext, state: Any) -> dict[str, Any]:
         eps_anchor, eps_erased = ctx.predict(
             torch.cat([x, x]), draw.t, Conditioning.cat([p.anchor, erased]), edited=False
         ).chunk(2)
-        target = negative_guidance_target(eps_anchor, eps_erased, c.negative_guidance)
+        target = negative_guidance_target(eps_anchor, eps_erased, ctx.eta(index))
     loss = ctx.weight(draw) * F.mse_loss(ctx.predict(x, draw.t, erased, edited=True), target)
     loss = loss + ctx.keep_loss(x, draw)
     return {INFO_LOSS: ctx.update_params(loss), INFO_CONCEPT: p.erased[index]}

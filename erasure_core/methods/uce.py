@@ -36,7 +36,10 @@ def closed_form_edit(
     w = weight.double()
     eye = torch.eye(w.shape[1], dtype=torch.float64, device=w.device)
     lam, s_e, s_p = config.uce_lambda, config.erase_scale, config.preserve_scale
-    targets = (w @ guide.T).expand(-1, erased.shape[0])  # v*_e = W c_guide, one column per erased concept
+    # v*_e = W c_guide, one column per erased concept; per-concept weights enter both factors as sqrt(weight)
+    root = torch.tensor(config.erase_weights, dtype=torch.float64, device=w.device).sqrt()
+    targets = (w @ guide.T).expand(-1, erased.shape[0]) * root
+    erased = erased * root[:, None]
     left = lam * w + s_e * targets @ erased
     right = lam * eye + s_e * erased.T @ erased
     if kept.numel():
@@ -74,6 +77,8 @@ def uce_weights(
     c_e = last_token_embeddings(erased)
     c_g = last_token_embeddings(guide)
     c_p = last_token_embeddings(kept) if kept is not None else c_e.new_zeros((0, c_e.shape[1]))
+    if kept is not None:
+        c_p = c_p * torch.tensor(config.keep_weights, dtype=c_p.dtype, device=c_p.device).sqrt()[:, None]
     out: LoraWeights = {}
     for name in module_names:
         weight = unet.get_submodule(name).weight
