@@ -72,6 +72,8 @@ class EraseResult:
             "base_model_fingerprint": self.fingerprint,
             "config": c.to_dict(),
             "resumed_from": self.resumed_from or "",
+            "audit": self.audit.rows if self.audit else [],
+            "losses": [float(f"{v:.5g}") for v in self.losses],
         }
 
     def report(self) -> dict[str, Any]:
@@ -196,7 +198,9 @@ def _train(
     callbacks.on_step(0, config.steps, {INFO_PHASE: "search"})
     state = method.prepare(ctx)  # candidate search runs before the model is touched
     if resume is not None:
-        params = load_lora_weights(unet, weights_for_modules(resume, result.key_map, _module_shapes(unet)))
+        params = load_lora_weights(
+            unet, weights_for_modules(resume, result.key_map, _module_shapes(unet), _aliases(backend))
+        )
         result.resumed_from = resume.metadata.get("ss_output_name", "a LoRA file")
         result.previous_steps = int(resume.info().get("steps") or 0)
     else:
@@ -229,6 +233,12 @@ def _key_map(backend: Backend) -> dict[str, str]:
     return kohya_key_map(
         [name for name, _ in unet.named_modules()], backend.arch, backend.module_naming, layers_per_block
     )
+
+
+def _aliases(backend: Backend) -> dict[str, str]:
+    """Other kohya spellings of the backend's layers, if the host knows them (optional backend method)."""
+    aliases = getattr(backend, "kohya_aliases", None)
+    return aliases() if callable(aliases) else {}
 
 
 def _module_shapes(unet: torch.nn.Module) -> dict[str, tuple[int, ...]]:
@@ -298,7 +308,7 @@ def run_audit(
     if isinstance(weights, LoraFile):
         info = weights.info()
         found, targets = info.get("found") or {}, info.get("targets") or {}
-        weights = weights_for_modules(weights, _key_map(backend), _module_shapes(unet))
+        weights = weights_for_modules(weights, _key_map(backend), _module_shapes(unet), _aliases(backend))
     else:
         found, targets = {}, {}
     probes = _probes(config, found, targets) + [Probe(p, "neighbour") for p in extra_prompts]

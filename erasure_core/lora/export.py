@@ -159,10 +159,17 @@ def load_lora(path: str | Path) -> LoraFile:
 
 
 def weights_for_modules(
-    lora: LoraFile, key_map: Mapping[str, str], module_shapes: Mapping[str, tuple[int, ...]]
+    lora: LoraFile,
+    key_map: Mapping[str, str],
+    module_shapes: Mapping[str, tuple[int, ...]],
+    aliases: Mapping[str, str] | None = None,
 ) -> LoraWeights:
-    """Match a loaded file to this model's modules (for resume). Refuses a file made for another architecture."""
-    by_prefix = {prefix: name for name, prefix in key_map.items()}
+    """Match a loaded file to this model's modules (resume, audit). Refuses a file made for another architecture.
+
+    `aliases` maps further kohya prefixes to module names (a host's own key map: e.g. ComfyUI accepts both the
+    diffusers-style and the ldm-style names of one layer).
+    """
+    by_prefix = {**(aliases or {}), **{prefix: name for name, prefix in key_map.items()}}
     unknown = [p for p in lora.weights if p not in by_prefix]
     if unknown:
         made_for = lora.arch or "an unknown architecture"

@@ -1,0 +1,39 @@
+"""Pictures of an audit: one bar per probe prompt, so users see at a glance what the erasure touched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+ROLE_COLOURS = {"erased": (200, 60, 60), "kept": (60, 140, 60), "neighbour": (70, 110, 190)}
+
+
+def audit_chart(rows: list[dict[str, Any]], width: int = 640) -> np.ndarray:
+    """An RGB uint8 image: per prompt, erasure (erased prompts) or drift (the others) as a horizontal bar in 0..1.
+
+    Erasure 1 means the prediction moved all the way to the method's target; drift is the change relative to the
+    prompt's own guidance direction, where 0 is untouched (drift above 1 is drawn at 1 and labelled).
+    """
+    from PIL import Image, ImageDraw
+
+    if not rows:
+        rows = [{"prompt": "(no probes: the audit was skipped)", "role": "kept", "drift": 0.0}]
+    bar_h, gap, top = 18, 6, 26
+    label_w = min(260, 12 + 7 * max(len(r["prompt"]) for r in rows))
+    height = top + len(rows) * (bar_h + gap) + 10
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((8, 6), "erasure (erased, red) / drift (kept green, nearby blue); 0 = untouched", fill="black")
+    span = width - label_w - 70
+    for i, row in enumerate(rows):
+        y = top + i * (bar_h + gap)
+        value = float(row.get("erasure", row.get("drift", 0.0)))
+        prompt = row["prompt"] if len(row["prompt"]) <= 36 else row["prompt"][:33] + "..."
+        draw.text((8, y + 3), prompt, fill="black")
+        draw.rectangle([label_w, y, label_w + span, y + bar_h], outline=(200, 200, 200))
+        filled = int(span * min(max(value, 0.0), 1.0))
+        if filled:
+            draw.rectangle([label_w, y, label_w + filled, y + bar_h], fill=ROLE_COLOURS.get(row["role"], (90, 90, 90)))
+        draw.text((label_w + span + 6, y + 3), f"{value:.2f}", fill="black")
+    return np.asarray(image)

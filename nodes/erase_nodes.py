@@ -1,0 +1,103 @@
+"""Concept List and Erase Concept (ComfyUI V3 nodes). Thin: parsing is in `settings`/`concepts`, work in `training`."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io, ui
+
+from ..erasure_core.layers import LAYER_SET_HELP
+from .concepts import PRESETS, ConceptList, merge_presets
+from .settings import LAYER_CHOICES, MAX_STEPS, METHODS, WIDGET_DEFAULTS, build_config
+from .training import run_erasure
+
+Concepts = io.Custom("CONCEPTS")
+CATEGORY = "concept erasure"
+
+
+class ConceptListNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ConceptErasureConceptList",
+            display_name="Concept List",
+            category=CATEGORY,
+            description="Concepts to erase and to keep, one per line; 'concept: 1.5' or '(concept:1.5)' sets a weight.",
+            inputs=[
+                io.Combo.Input("preset", options=list(PRESETS), default="custom", tooltip="Start from a known list."),
+                io.String.Input("erase", multiline=True, default="", tooltip="One concept to erase per line."),
+                io.String.Input(
+                    "keep", multiline=True, default="", tooltip="One concept to keep per line (optional)."
+                ),
+            ],
+            outputs=[Concepts.Output(display_name="concepts")],
+        )
+
+    @classmethod
+    def execute(cls, preset: str, erase: str, keep: str) -> io.NodeOutput:
+        concepts: ConceptList = merge_presets(preset, erase, keep)
+        return io.NodeOutput(concepts, ui=ui.PreviewText(concepts.summary()))
+
+
+class EraseConceptNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        layer_help = "; ".join(f"{k}: {v}" for k, v in LAYER_SET_HELP.items())
+        return io.Schema(
+            node_id="ConceptErasureErase",
+            display_name="Erase Concept",
+            category=CATEGORY,
+            description="Fine-tune a LoRA that erases concepts from this model (ESD, EAP, AGE or UCE).",
+            inputs=[
+                io.Model.Input("model"),
+                io.Clip.Input("clip", optional=True, tooltip="The CLIP of the same checkpoint (required)."),
+                Concepts.Input("concepts", optional=True, tooltip="From a Concept List node."),
+                io.String.Input("erase", multiline=True, default="", tooltip="Concepts to erase, one per line."),
+                io.String.Input("keep", multiline=True, default="", tooltip="Concepts to keep, one per line."),
+                io.Combo.Input("method", options=list(METHODS), default="eap"),
+                io.Combo.Input("layers", options=list(LAYER_CHOICES), default="method default", tooltip=layer_help),
+                io.Int.Input("steps", default=WIDGET_DEFAULTS["steps"], min=1, max=MAX_STEPS),
+                io.Float.Input("learning_rate", default=WIDGET_DEFAULTS["lr"], min=1e-7, max=1.0, step=1e-5),
+                io.Int.Input("rank", default=WIDGET_DEFAULTS["rank"], min=1, max=128),
+                io.Int.Input("seed", default=WIDGET_DEFAULTS["seed"], min=0, max=2**31 - 1),
+                io.String.Input(
+                    "advanced",
+                    multiline=True,
+                    default="",
+                    optional=True,
+                    tooltip="Other engine settings, one 'name = value' per line (e.g. negative_guidance = 2).",
+                ),
+            ],
+            outputs=[
+                io.Model.Output(display_name="MODEL"),
+                io.LoraModel.Output(display_name="lora"),
+                io.LossMap.Output(display_name="loss"),
+                io.String.Output(display_name="audit"),
+            ],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        model,
+        erase: str,
+        keep: str,
+        method: str,
+        layers: str,
+        steps: int,
+        learning_rate: float,
+        rank: int,
+        seed: int,
+        clip=None,
+        concepts: ConceptList | None = None,
+        advanced: str = "",
+    ) -> io.NodeOutput:
+        config = build_config(concepts, erase, keep, method, layers, steps, learning_rate, rank, seed, advanced)
+        out = run_erasure(model, clip, config, cls.hidden.unique_id)
+        header = "(from the cache: same model, prompts and settings)\n" if out.cached else ""
+        return io.NodeOutput(
+            out.model,
+            out.lora,
+            {"loss": out.losses},
+            header + out.audit_text,
+            ui=ui.PreviewText(header + out.audit_text),
+        )

@@ -1,0 +1,199 @@
+"""Before/After Preview and Erasure Audit (ComfyUI V3 nodes): what changed, as pictures and as numbers."""
+
+from __future__ import annotations
+
+import json
+
+import comfy.model_management as mm
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import numpy as np
+import torch
+from comfy_api.latest import io, ui
+
+from ..erasure_core.config import EsdConfig, config_from_dict
+from ..erasure_core.errors import ConfigError
+from ..erasure_core.lora.adapter import LoraTensors
+from ..erasure_core.lora.export import LoraFile
+from ..erasure_core.preview import image_grid
+from ..erasure_core.trainer import run_audit
+from .charts import audit_chart
+from .comfy_backend import ComfyBackend
+from .concepts import ConceptList
+from .erase_nodes import CATEGORY, Concepts
+from .runtime import send_event, to_image_batch, to_uint8
+
+MAX_PROMPTS = 16
+
+
+def _prompts(text: str, concepts: ConceptList | None, lora: dict | None) -> list[str]:
+    """The node's prompts: typed lines, else the connected concepts, else the concepts in the LoRA's metadata."""
+    lines = [" ".join(line.split()) for line in (text or "").splitlines() if line.strip()]
+    if not lines and concepts is not None:
+        lines = [*concepts.erase, *concepts.keep]
+    if not lines and lora is not None:
+        meta = getattr(lora, "metadata", {}) or {}
+        for key in ("erasure_erased", "erasure_kept"):
+            lines += json.loads(meta.get(key, "[]"))
+    if not lines:
+        raise ConfigError("No prompts to preview: type prompts (one per line) or connect the concepts or the lora.")
+    if len(lines) > MAX_PROMPTS:
+        raise ConfigError(f"{len(lines)} prompts given; the preview draws at most {MAX_PROMPTS}.")
+    return lines
+
+
+def _sample(
+    model,
+    clip,
+    vae,
+    prompt: str,
+    negative: str,
+    seed: int,
+    steps: int,
+    cfg: float,
+    sampler: str,
+    scheduler: str,
+    width: int,
+    height: int,
+) -> torch.Tensor:
+    positive = clip.encode_from_tokens_scheduled(clip.tokenize(prompt))
+    negative_cond = clip.encode_from_tokens_scheduled(clip.tokenize(negative))
+    latent = torch.zeros([1, 4, height // 8, width // 8])
+    latent = comfy.sample.fix_empty_latent_channels(model, latent)
+    noise = comfy.sample.prepare_noise(latent, seed)
+    samples = comfy.sample.sample(
+        model, noise, steps, cfg, sampler, scheduler, positive, negative_cond, latent, disable_pbar=True, seed=seed
+    )
+    return vae.decode(samples)[0]
+
+
+class BeforeAfterPreviewNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ConceptErasureBeforeAfter",
+            display_name="Before/After Preview",
+            category=CATEGORY,
+            description="The same prompts and seed on the original and the erased model, side by side.",
+            inputs=[
+                io.Model.Input("original"),
+                io.Model.Input("erased"),
+                io.Clip.Input("clip"),
+                io.Vae.Input("vae"),
+                io.String.Input("prompts", multiline=True, default="", tooltip="One per line; empty = the concepts."),
+                Concepts.Input("concepts", optional=True),
+                io.LoraModel.Input("lora", optional=True, tooltip="Its metadata names the concepts to preview."),
+                io.String.Input("negative", default="", optional=True),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
+                io.Int.Input("steps", default=20, min=1, max=150),
+                io.Float.Input("cfg", default=7.0, min=0.0, max=30.0, step=0.5),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler"),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal"),
+                io.Int.Input("width", default=512, min=64, max=2048, step=8),
+                io.Int.Input("height", default=512, min=64, max=2048, step=8),
+            ],
+            outputs=[io.Image.Output(display_name="grid")],
+            hidden=[io.Hidden.unique_id],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        original,
+        erased,
+        clip,
+        vae,
+        prompts: str,
+        seed: int,
+        steps: int,
+        cfg: float,
+        sampler_name: str,
+        scheduler: str,
+        width: int,
+        height: int,
+        concepts=None,
+        lora=None,
+        negative: str = "",
+    ) -> io.NodeOutput:
+        lines = _prompts(prompts, concepts, lora)
+        bar = comfy.utils.ProgressBar(2 * len(lines))
+        before, after = [], []
+        for i, prompt in enumerate(lines):
+            for j, (model, out) in enumerate(((original, before), (erased, after))):
+                mm.throw_exception_if_processing_interrupted()
+                image = _sample(
+                    model, clip, vae, prompt, negative, seed, steps, cfg, sampler_name, scheduler, width, height
+                )
+                out.append(to_uint8(image))
+                bar.update_absolute(2 * i + j + 1)
+        grid = image_grid([[b, a] for b, a in zip(before, after, strict=True)], lines, ["before", "after"], scale=1)
+        halves = [
+            image_grid([[x] for x in column], lines, [title], scale=1)
+            for column, title in ((before, "before"), (after, "after"))
+        ]
+        grid_tensor = to_image_batch([np.asarray(grid)])
+        shown = ui.PreviewImage(grid_tensor, cls=cls).as_dict()
+        compare = ui.PreviewImage(to_image_batch([np.asarray(h) for h in halves]), cls=cls).as_dict()
+        send_event(cls.hidden.unique_id, {"phase": "preview done", "prompts": len(lines)})
+        return io.NodeOutput(grid_tensor, ui={**shown, "erasure_compare": compare["images"]})
+
+
+class ErasureAuditNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ConceptErasureAudit",
+            display_name="Erasure Audit",
+            category=CATEGORY,
+            description="How far an erasure LoRA moves erased, kept and nearby prompts (0 = untouched).",
+            inputs=[
+                io.Model.Input("model", tooltip="The original model (without the LoRA)."),
+                io.Clip.Input("clip"),
+                io.LoraModel.Input("lora", tooltip="From Erase Concept or Load Erasure LoRA."),
+                io.String.Input(
+                    "erase", default="", optional=True, tooltip="Erased concepts, if the LoRA has no metadata."
+                ),
+                io.String.Input(
+                    "extra_prompts", multiline=True, default="", optional=True, tooltip="More prompts to probe."
+                ),
+                io.Int.Input("samples", default=2, min=1, max=16, tooltip="Latents per prompt."),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
+            ],
+            outputs=[io.String.Output(display_name="report"), io.Image.Output(display_name="chart")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(
+        cls, model, clip, lora: dict, samples: int, seed: int, erase: str = "", extra_prompts: str = ""
+    ) -> io.NodeOutput:
+        meta = dict(getattr(lora, "metadata", {}) or {})
+        if "erasure_config" in meta:
+            config = config_from_dict(json.loads(meta["erasure_config"])).replace(audit_samples=samples, seed=seed)
+        else:
+            names = tuple(x.strip() for x in (erase or "").split(",") if x.strip())
+            if not names:
+                raise ConfigError("This LoRA carries no erasure metadata; type the erased concept(s) in 'erase'.")
+            config = EsdConfig(erase=names, audit_samples=samples, seed=seed)
+        weights = {
+            key[: -len(".lora_down.weight")]: LoraTensors(
+                lora[key].float(),
+                lora[key[: -len("lora_down.weight")] + "lora_up.weight"].float(),
+                float(lora.get(key[: -len("lora_down.weight")] + "alpha", torch.tensor(lora[key].shape[0])).item()),
+            )
+            for key in lora
+            if key.startswith("lora_unet_") and key.endswith(".lora_down.weight")
+        }
+        extra = tuple(line.strip() for line in (extra_prompts or "").splitlines() if line.strip())
+        backend = ComfyBackend(model.clone(), clip)
+        try:
+            with torch.inference_mode(False):
+                backend.load()
+                report = run_audit(backend, LoraFile(weights, meta), config, extra)
+        finally:
+            mm.soft_empty_cache()
+        chart = to_image_batch([audit_chart(report.rows)])
+        text = report.table()
+        return io.NodeOutput(text, chart, ui={**ui.PreviewImage(chart, cls=cls).as_dict(), "text": [text]})

@@ -1,0 +1,92 @@
+"""Erase Concept's widgets → an engine config. Host-free, so CI checks the validation without ComfyUI."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from ..erasure_core.config import CONFIG_CLASSES, EraseConfig, make_config
+from ..erasure_core.defaults import DEFAULTS
+from ..erasure_core.errors import ConfigError
+from ..erasure_core.layers import LAYER_SETS
+from .concepts import ConceptList, build_concept_list
+
+METHODS = ("eap", "age", "esd", "uce")  # EAP first: the node's default
+LAYER_CHOICES = ("method default", *LAYER_SETS)
+DEFAULT_METHOD = "eap"
+WIDGET_DEFAULTS = {key: DEFAULTS[DEFAULT_METHOD][key] for key in ("steps", "lr", "rank", "seed")}
+MAX_STEPS = 20000
+
+
+def parse_advanced(text: str) -> dict[str, Any]:
+    """`name = value` lines (Python literals: 2, 0.5, "a dog", true/false) → settings; `#` starts a comment."""
+    settings: dict[str, Any] = {}
+    for number, raw in enumerate((text or "").splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, sep, value = line.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name.isidentifier():
+            raise ConfigError(
+                f"Advanced setting on line {number} ({raw.strip()!r}) must look like 'negative_guidance = 2'."
+            )
+        lowered = value.lower()
+        if lowered in ("true", "false"):
+            settings[name] = lowered == "true"
+            continue
+        try:
+            settings[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            settings[name] = value  # a bare word, e.g. anchor = painting
+    return settings
+
+
+def build_config(
+    concepts: ConceptList | None,
+    erase_text: str,
+    keep_text: str,
+    method: str,
+    layers: str,
+    steps: int,
+    lr: float,
+    rank: int,
+    seed: int,
+    advanced: str = "",
+) -> EraseConfig:
+    """Combine a CONCEPTS input (if connected) with the node's own text boxes, and the settings."""
+    if method not in CONFIG_CLASSES:
+        raise ConfigError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    if not 1 <= int(steps) <= MAX_STEPS:
+        raise ConfigError(f"steps is {steps}; choose between 1 and {MAX_STEPS}.")
+    if concepts is not None and (erase_text or "").strip() == "" and (keep_text or "").strip() == "":
+        merged = concepts
+    else:
+        base_erase = "\n".join(_lines(concepts.erase, concepts.erase_weights)) if concepts else ""
+        base_keep = "\n".join(_lines(concepts.keep, concepts.keep_weights)) if concepts else ""
+        merged = build_concept_list(
+            "\n".join(filter(None, (base_erase, erase_text))), "\n".join(filter(None, (base_keep, keep_text)))
+        )
+    settings: dict[str, Any] = {"steps": int(steps), "lr": float(lr), "rank": int(rank), "seed": int(seed)}
+    if layers != "method default":
+        settings["layers"] = layers
+    if method == "uce":  # a closed-form edit: no steps, lr or seed; its rank comes from the SVD
+        settings = {"seed": int(seed)}
+    settings.update(parse_advanced(advanced))
+    for fixed in ("erase", "keep", "erase_weights", "keep_weights"):
+        if fixed in settings:
+            raise ConfigError(f"'{fixed}' cannot be set in the advanced box; use the concept lists.")
+    if method != "uce" and "alpha" not in settings:
+        settings["alpha"] = float(settings["rank"])  # keep the LoRA scale at 1 whatever the rank
+    return make_config(
+        method,
+        erase=merged.erase,
+        keep=merged.keep,
+        erase_weights=merged.erase_weights,
+        keep_weights=merged.keep_weights,
+        **settings,
+    )
+
+
+def _lines(names: tuple[str, ...], weights: tuple[float, ...]) -> list[str]:
+    return [n if w == 1.0 else f"{n}: {w:g}" for n, w in zip(names, weights, strict=True)]
