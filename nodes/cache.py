@@ -24,10 +24,10 @@ logger = logging.getLogger(__name__)
 
 
 def tensors_fingerprint(tensors: Iterable[torch.Tensor]) -> str:
-    """Hash of tensors' shapes and values rounded to fp16 (bit noise across devices does not change it)."""
+    """Hash of tensors' shapes and exact float32 values (the same CLIP on the same device encodes bit-identically)."""
     digest = hashlib.sha256()
     for t in tensors:
-        t = t.detach().to("cpu", torch.float16).contiguous()
+        t = t.detach().to("cpu", torch.float32).contiguous()
         digest.update(str(tuple(t.shape)).encode())
         digest.update(t.numpy().tobytes())
     return digest.hexdigest()[:16]

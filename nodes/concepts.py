@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ..erasure_core.errors import ConfigError
 
 _WEIGHTED_PAREN = re.compile(r"^\((?P<text>.+):\s*(?P<weight>[-+0-9.eE]+)\s*\)$")
-_WEIGHTED_SUFFIX = re.compile(r"^(?P<text>.+?)\s*:\s*(?P<weight>[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)$")
+_WEIGHTED_SUFFIX = re.compile(r"^(?P<text>.*?)\s*:\s*(?P<weight>[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)$")
 MAX_CONCEPTS = 64  # one concept per step is trained; more than this dilutes every concept to a few steps
 
 
