@@ -84,7 +84,7 @@ class BeforeAfterPreviewNode(io.ComfyNode):
                 io.String.Input("prompts", multiline=True, default="", tooltip="One per line; empty = the concepts."),
                 Concepts.Input("concepts", optional=True),
                 io.LoraModel.Input("lora", optional=True, tooltip="Its metadata names the concepts to preview."),
-                io.String.Input("negative", default="", optional=True),
+                io.String.Input("negative", default="", tooltip="Negative prompt for both models."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
                 io.Int.Input("steps", default=20, min=1, max=150),
                 io.Float.Input("cfg", default=7.0, min=0.0, max=30.0, step=0.5),

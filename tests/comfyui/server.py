@@ -164,3 +164,42 @@ class ComfyServer:
 def messages(entry: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     """The status messages of one history entry of a given kind (e.g. 'execution_error')."""
     return [data for name, data in entry.get("status", {}).get("messages", []) if name == kind]
+
+
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+def ui_to_api(
+    workflow: dict[str, Any], object_info: dict[str, Any], overrides: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Turn a UI-format workflow (what users load, example_workflows/) into the API prompt `/prompt` takes.
+
+    Widget values are matched to inputs in the order the server declares them; `overrides` replaces inputs by
+    node type (e.g. fewer steps for a test). Notes and muted nodes are dropped.
+    """
+    links = {link[0]: link for link in workflow["links"]}
+    prompt: dict[str, Any] = {}
+    for node in workflow["nodes"]:
+        if node.get("mode", 0) != 0 or node["type"] not in object_info:
+            continue
+        spec = object_info[node["type"]]["input"]
+        order = object_info[node["type"]].get("input_order") or {k: list(v) for k, v in spec.items() if k != "hidden"}
+        linked = {i["name"]: links[i["link"]] for i in node.get("inputs", []) if i.get("link") is not None}
+        values = list(node.get("widgets_values") or [])
+        inputs: dict[str, Any] = {}
+        for group in ("required", "optional"):
+            for name in order.get(group, []):
+                declared = spec[group][name]
+                kind, options = declared[0], declared[1] if len(declared) > 1 else {}
+                if name in linked:
+                    link = linked[name]
+                    inputs[name] = [str(link[1]), link[2]]
+                    if (isinstance(kind, list) or kind in WIDGET_TYPES) and values and not options.get("forceInput"):
+                        values.pop(0)  # a widget converted to an input keeps its slot in widgets_values
+                elif (isinstance(kind, list) or kind in WIDGET_TYPES) and values:
+                    inputs[name] = values.pop(0)
+                    if options.get("control_after_generate") and values:
+                        values.pop(0)
+        inputs.update((overrides or {}).get(node["type"], {}))
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return prompt

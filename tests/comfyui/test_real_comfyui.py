@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from .server import ComfyServer, messages
+from .server import ComfyServer, messages, ui_to_api
 from .workflows import baseline_prompt, erase_prompt, loraloader_prompt
 
 OUR_NODES = {
@@ -35,9 +35,14 @@ def latent(server: ComfyServer, prefix: str) -> torch.Tensor:
     return load_file(str(files[-1]))["latent_tensor"]
 
 
-def assert_success(entry: dict) -> None:
+def assert_success(entry: dict, prompt: dict | None = None) -> None:
     errors = messages(entry, "execution_error")
     assert entry["status"]["status_str"] == "success", errors[0]["exception_message"] if errors else entry["status"]
+    if prompt is not None:  # ComfyUI drops an output node that fails validation and still reports success
+        executed = {n for m in messages(entry, "execution_cached") for n in m["nodes"]} | set(entry["outputs"])
+        for node_id, node in prompt.items():
+            if node["class_type"].startswith("ConceptErasure") and node["class_type"] != "ConceptErasureErase":
+                assert node_id in executed or node["class_type"] == "ConceptErasureConceptList", f"{node} did not run"
 
 
 def error_message(entry: dict) -> str:
@@ -185,3 +190,59 @@ def test_progress_and_loss_reach_the_browser_socket(server: ComfyServer):
     losses = [d["loss"] for d in ours if "loss" in d]
     assert len(losses) == 5 and all(v == v for v in losses)
     assert {d["concept"] for d in ours if "concept" in d} == {"cat"}
+
+
+def _example(name: str) -> dict:
+    return json.loads((EXAMPLES / name).read_text())
+
+
+FAST_EAP = {
+    "steps": 3,
+    "advanced": "ddim_steps = 4\nresolution = 64\naudit_samples = 1\naudit_ddim_steps = 2\n"
+    "vocabulary_limit = 300\nk_closest = 20\nnum_centers = 4",
+}
+SMALL_PREVIEW = {"width": 64, "height": 64, "steps": 2}
+
+
+def test_example_workflows_run_end_to_end(server: ComfyServer):
+    from .conftest import CHECKPOINT
+
+    info = server.get("/object_info")
+    erase = ui_to_api(
+        _example("erase_concept_and_save_lora.json"),
+        info,
+        {
+            "CheckpointLoaderSimple": {"ckpt_name": CHECKPOINT},
+            "ConceptErasureErase": FAST_EAP,
+            "ConceptErasureSaveLora": {"name": "examples/painter", "if_exists": "fail"},
+            "ConceptErasureBeforeAfter": SMALL_PREVIEW,
+        },
+    )
+    entry = server.run(erase)
+    assert_success(entry, erase)
+    saved = server.loras / "examples" / "painter.safetensors"
+    assert saved.is_file()
+    preview_id = next(k for k, v in erase.items() if v["class_type"] == "ConceptErasureBeforeAfter")
+    ui_out = entry["outputs"][preview_id]
+    assert len(ui_out["images"]) == 1 and len(ui_out["erasure_compare"]) == 2
+    # 5 erased + 4 kept painters, two columns
+    grid = server.base / "temp" / ui_out["images"][0]["filename"]
+    assert grid.is_file()
+
+    for name in ("apply_erasure_lora_to_another_checkpoint.json", "audit_erasure_lora.json"):
+        api_prompt = ui_to_api(
+            _example(name),
+            info,
+            {
+                "CheckpointLoaderSimple": {"ckpt_name": CHECKPOINT},
+                "ConceptErasureLoadLora": {"lora_name": "examples/painter.safetensors"},
+                "ConceptErasureBeforeAfter": SMALL_PREVIEW,
+                "ConceptErasureAudit": {"samples": 1},
+            },
+        )
+        entry = server.run(api_prompt)
+        assert_success(entry, api_prompt)
+    audit_id = next(k for k, v in api_prompt.items() if v["class_type"] == "ConceptErasureAudit")
+    report = entry["outputs"][audit_id]["text"][0]
+    assert "Van Gogh" in report and "erased" in report and "Claude Monet" in report
+    assert entry["outputs"][audit_id]["images"]

@@ -18,7 +18,9 @@ def test_key_depends_on_model_text_and_settings_only():
     assert key != cache.cache_key("model-a", "text-b", config)
     assert key != cache.cache_key("model-a", "text-a", make_config("esd", erase=("cat",), steps=11))
     assert key != cache.cache_key("model-a", "text-a", make_config("esd", erase=("cat",), steps=10, seed=1))
-    assert key != cache.cache_key("model-a", "text-a", make_config("esd", erase=("cat",), erase_weights=(2.0,), steps=10))
+    assert key != cache.cache_key(
+        "model-a", "text-a", make_config("esd", erase=("cat",), erase_weights=(2.0,), steps=10)
+    )
 
 
 def test_text_fingerprint_follows_the_encodings():
