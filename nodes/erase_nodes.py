@@ -57,7 +57,9 @@ class EraseConceptNode(io.ComfyNode):
                 io.Int.Input("steps", default=WIDGET_DEFAULTS["steps"], min=1, max=MAX_STEPS),
                 io.Float.Input("learning_rate", default=WIDGET_DEFAULTS["lr"], min=1e-7, max=1.0, step=1e-5),
                 io.Int.Input("rank", default=WIDGET_DEFAULTS["rank"], min=1, max=128),
-                io.Int.Input("seed", default=WIDGET_DEFAULTS["seed"], min=0, max=2**31 - 1),
+                io.Int.Input(
+                    "seed", default=WIDGET_DEFAULTS["seed"], min=0, max=2**31 - 1, control_after_generate=True
+                ),
                 io.String.Input(
                     "advanced",
                     multiline=True,

@@ -63,7 +63,11 @@ class LoadErasureLoraNode(io.ComfyNode):
             description="Apply an erasure LoRA to any MODEL (e.g. a community checkpoint) and show what it erased.",
             inputs=[
                 io.Model.Input("model"),
-                io.Combo.Input("lora_name", options=folder_paths.get_filename_list("loras")),
+                io.Combo.Input(
+                    "lora_file",
+                    options=folder_paths.get_filename_list("loras"),
+                    tooltip="A LoRA in models/loras (press R to refresh the list after saving one).",
+                ),
                 io.Float.Input("strength", default=1.0, min=-10.0, max=10.0, step=0.05),
             ],
             outputs=[
@@ -74,14 +78,14 @@ class LoadErasureLoraNode(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, lora_name: str, strength: float) -> io.NodeOutput:
-        path = folder_paths.get_full_path("loras", lora_name)
+    def execute(cls, model, lora_file: str, strength: float) -> io.NodeOutput:
+        path = folder_paths.get_full_path("loras", lora_file)
         if path is None:
-            raise ModelError(f"LoRA file not found: {lora_name}. Press R to refresh the list, or check models/loras.")
+            raise ModelError(f"LoRA file not found: {lora_file}. Press R to refresh the list, or check models/loras.")
         lora: ErasureLora = read_lora_file(path)
         info = (
             audit_text(lora.metadata)
             if any(k.startswith("erasure_") for k in lora.metadata)
-            else (f"{lora_name}: not made by concept erasure (no erasure metadata)")
+            else (f"{lora_file}: not made by concept erasure (no erasure metadata)")
         )
         return io.NodeOutput(apply_lora(model, lora, strength), lora, info, ui=ui.PreviewText(info))

@@ -85,7 +85,7 @@ class BeforeAfterPreviewNode(io.ComfyNode):
                 Concepts.Input("concepts", optional=True),
                 io.LoraModel.Input("lora", optional=True, tooltip="Its metadata names the concepts to preview."),
                 io.String.Input("negative", default="", tooltip="Negative prompt for both models."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=True),
                 io.Int.Input("steps", default=20, min=1, max=150),
                 io.Float.Input("cfg", default=7.0, min=0.0, max=30.0, step=0.5),
                 io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler"),
@@ -159,7 +159,7 @@ class ErasureAuditNode(io.ComfyNode):
                     "extra_prompts", multiline=True, default="", optional=True, tooltip="More prompts to probe."
                 ),
                 io.Int.Input("samples", default=2, min=1, max=16, tooltip="Latents per prompt."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=True),
             ],
             outputs=[io.String.Output(display_name="report"), io.Image.Output(display_name="chart")],
             is_output_node=True,

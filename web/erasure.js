@@ -17,7 +17,8 @@ function lossWidget(node) {
   label.textContent = "loss: waiting for a run";
   box.append(canvas, label);
   const state = { losses: [], canvas, label, box };
-  node.addDOMWidget("erasure_loss", "erasure_loss", box, { serialize: false, getMinHeight: () => 110 });
+  const widget = node.addDOMWidget("erasure_loss", "erasure_loss", box, { serialize: false, getMinHeight: () => 110 });
+  widget.serialize = false; // display only: never part of the saved widget values
   node.erasureLoss = state;
   return state;
 }
@@ -89,7 +90,11 @@ function compareSlider(node, pair) {
     box.append(before, after, range);
     box.before = before;
     box.after = after;
-    node.addDOMWidget("erasure_compare", "erasure_compare", box, { serialize: false, getMinHeight: () => 260 });
+    const widget = node.addDOMWidget("erasure_compare", "erasure_compare", box, {
+      serialize: false,
+      getMinHeight: () => 260,
+    });
+    widget.serialize = false;
     node.erasureCompare = box;
   }
   box.before.src = viewUrl(pair[0]);
@@ -101,7 +106,8 @@ function conceptCounter(node) {
   const info = document.createElement("div");
   info.className = "concept-erasure-count";
   info.style.cssText = "font:11px sans-serif;color:#bbb;white-space:pre-wrap;";
-  node.addDOMWidget("concept_count", "concept_count", info, { serialize: false, getMinHeight: () => 36 });
+  const widget = node.addDOMWidget("concept_count", "concept_count", info, { serialize: false, getMinHeight: () => 36 });
+  widget.serialize = false;
   const update = () => {
     const lines = (name) => {
       const widget = node.widgets?.find((w) => w.name === name);

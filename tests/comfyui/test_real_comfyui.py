@@ -235,7 +235,7 @@ def test_example_workflows_run_end_to_end(server: ComfyServer):
             info,
             {
                 "CheckpointLoaderSimple": {"ckpt_name": CHECKPOINT},
-                "ConceptErasureLoadLora": {"lora_name": "examples/painter.safetensors"},
+                "ConceptErasureLoadLora": {"lora_file": "examples/painter.safetensors"},
                 "ConceptErasureBeforeAfter": SMALL_PREVIEW,
                 "ConceptErasureAudit": {"samples": 1},
             },
