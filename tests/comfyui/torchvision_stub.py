@@ -43,5 +43,5 @@ def write_stub(folder: Path) -> Path:
         package = root.joinpath(*sub.split(".")) if sub else root
         package.mkdir(parents=True, exist_ok=True)
         extra = _TRANSFORMS if sub == "transforms" else ""
-        (package / "__init__.py").write_text('__version__ = "0.0.0-stub"\n' + extra + _GETATTR)
+        (package / "__init__.py").write_text('__version__ = "0.0.0"\n' + extra + _GETATTR)
     return folder
