@@ -22,30 +22,9 @@ from torch import nn
 from ..erasure_core.backends.base import Conditioning, weights_fingerprint
 from ..erasure_core.backends.diffusers_backend import tokenizer_words
 from ..erasure_core.errors import ModelError
+from .architectures import model_architecture
 
-# ComfyUI model-config class → our architecture. Everything else is refused by name.
-ARCHITECTURES = {
-    "SD15": "sd1",
-    "SD20": "sd2",
-    "SDXL": "sdxl",
-    "SSD1B": "sdxl",
-    "Segmind_Vega": "sdxl",
-    "KOALA_700M": "sdxl",
-    "KOALA_1B": "sdxl",
-}
 _ENCODE_BATCH = 64
-
-
-def model_architecture(model: Any) -> str:
-    """'sd1' / 'sd2' / 'sdxl' for a ComfyUI MODEL, or a `ModelError` that names what was connected."""
-    config_name = type(getattr(model.model, "model_config", None)).__name__
-    arch = ARCHITECTURES.get(config_name)
-    if arch is None:
-        raise ModelError(
-            f"Concept erasure supports Stable Diffusion 1.x, 2.x and SDXL UNets; the connected model is "
-            f"'{config_name}' ({type(model.model).__name__}). Load an SD1.5, SD2.x or SDXL checkpoint."
-        )
-    return arch
 
 
 def make_autograd_safe(module: nn.Module) -> int:

@@ -16,7 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from .server import ComfyServer, messages, ui_to_api
-from .workflows import baseline_prompt, erase_prompt, loraloader_prompt
+from .workflows import baseline_prompt, erase_prompt, loraloader_prompt, sampling
 
 OUR_NODES = {
     "ConceptErasureConceptList": "Concept List",
@@ -246,3 +246,28 @@ def test_example_workflows_run_end_to_end(server: ComfyServer):
     report = entry["outputs"][audit_id]["text"][0]
     assert "Van Gogh" in report and "erased" in report and "Claude Monet" in report
     assert entry["outputs"][audit_id]["images"]
+
+
+def test_comfy_builtin_lora_nodes_take_our_outputs(server: ComfyServer):
+    """Load LoRA Model, Save LoRA Weights and Plot Loss Graph (ComfyUI's trainer nodes) accept LORA_MODEL/LOSS_MAP."""
+    info = server.get("/object_info")
+    missing = {"LoraModelLoader", "SaveLoRANode", "LossGraphNode"} - set(info)
+    if missing:
+        pytest.skip(f"this ComfyUI has no {sorted(missing)}")
+    prompt = erase_prompt(seed=41, save_name=None, latent_prefix="ours")
+    prompt["30"] = {
+        "class_type": "LoraModelLoader",
+        "inputs": {"model": ["1", 0], "lora": ["2", 1], "strength_model": 1.0},
+    }
+    prompt["31"] = {
+        "class_type": "SaveLoRANode",
+        "inputs": {"lora": ["2", 1], "prefix": "loras/builtin_save", "steps": 4},
+    }
+    prompt["32"] = {"class_type": "LossGraphNode", "inputs": {"loss": ["2", 2], "filename_prefix": "loss_graph"}}
+    prompt.update(sampling("30", "builtin", first=40))
+    entry = server.run(prompt)
+    assert_success(entry)
+    assert torch.equal(latent(server, "ours"), latent(server, "builtin"))
+    saved = sorted((server.base / "output" / "loras").glob("builtin_save*.safetensors"))
+    assert saved and all(k.startswith("lora_unet_") for k in load_file(str(saved[-1])))
+    assert any(p.name.startswith("loss_graph") for p in (server.base / "temp").glob("*.png"))

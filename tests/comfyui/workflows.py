@@ -43,30 +43,19 @@ def erase_prompt(
     return prompt
 
 
-def sampling(model_node: str, latent_prefix: str, text: str = "a photo of a cat") -> dict[str, Any]:
-    """Nodes 10-14: encode, sample 2 steps at 64 px with a fixed seed, save the latent exactly (no PNG rounding)."""
+def sampling(model_node: str, latent_prefix: str, text: str = "a photo of a cat", first: int = 10) -> dict[str, Any]:
+    """Nodes first..first+4: encode, sample 2 steps at 64 px with a fixed seed, save the latent exactly (no PNG)."""
+    pos, neg, empty, sampler, save = (str(first + i) for i in range(5))
+    settings = {"seed": 7, "steps": 2, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}
+    links = {"model": [model_node, 0], "positive": [pos, 0], "negative": [neg, 0], "latent_image": [empty, 0]}
     return {
-        "10": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": text}},
-        "11": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
-        "12": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-        "13": {
-            "class_type": "KSampler",
-            "inputs": {
-                "model": [model_node, 0],
-                "positive": ["10", 0],
-                "negative": ["11", 0],
-                "latent_image": ["12", 0],
-                "seed": 7,
-                "steps": 2,
-                "cfg": 7.0,
-                "sampler_name": "euler",
-                "scheduler": "normal",
-                "denoise": 1.0,
-            },  # fmt: skip
-        },
-        "14": {
+        pos: {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": text}},
+        neg: {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
+        empty: {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        sampler: {"class_type": "KSampler", "inputs": {**links, **settings}},
+        save: {
             "class_type": "SaveLatent",
-            "inputs": {"samples": ["13", 0], "filename_prefix": f"latents/{latent_prefix}"},
+            "inputs": {"samples": [sampler, 0], "filename_prefix": f"latents/{latent_prefix}"},
         },
     }
 
