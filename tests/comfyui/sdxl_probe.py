@@ -1,0 +1,103 @@
+"""Run inside a process that imports ComfyUI: a tiny SDXL built from ComfyUI's classes goes through our backend.
+
+Prints one JSON line with what the test checks. (No tiny SDXL passes ComfyUI's checkpoint detection, hosts.md §8,
+so the model is built directly, as ComfyUI's loader would after detection.)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from types import SimpleNamespace
+
+import torch
+
+UNET = {
+    "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 64, "channel_mult": [1, 2],
+    "num_res_blocks": [1, 1], "transformer_depth": [0, 1], "transformer_depth_output": [0, 0, 1, 1],
+    "transformer_depth_middle": 1, "num_head_channels": 32, "context_dim": 2048, "adm_in_channels": 2816,
+    "use_linear_in_transformer": True, "num_classes": "sequential", "use_spatial_transformer": True,
+    "legacy": False, "use_temporal_attention": False, "use_temporal_resblock": False,
+}  # fmt: skip
+SMALL_TEXT = {"num_hidden_layers": 3}  # SDXL reads the penultimate layer
+
+
+def _randomise(module: torch.nn.Module, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim <= 1:
+                p.copy_(torch.ones_like(p) if "weight" in name else torch.zeros_like(p))
+            else:
+                p.copy_(torch.randn(p.shape, generator=generator) / max(1, p[0].numel()) ** 0.5)
+
+
+def main(pack_root: str) -> None:
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.sd
+    import comfy.sdxl_clip
+    import comfy.supported_models
+
+    sys.path.insert(0, pack_root)
+    from tests.pack import load_pack
+
+    load_pack()
+    from concept_erasure_pack.erasure_core.config import make_config
+    from concept_erasure_pack.nodes.comfy_backend import ComfyBackend
+    from concept_erasure_pack.nodes.training import run_erasure
+
+    with torch.inference_mode():
+        base = comfy.supported_models.SDXL(dict(UNET)).get_model({})
+        _randomise(base.diffusion_model, 0)
+        model = comfy.model_patcher.ModelPatcher(base, mm.get_torch_device(), mm.unet_offload_device())
+        options = {"clip_l_model_config": SMALL_TEXT, "clip_g_model_config": SMALL_TEXT}
+        target = SimpleNamespace(
+            params={}, clip=comfy.sdxl_clip.SDXLClipModel, tokenizer=comfy.sdxl_clip.SDXLTokenizer
+        )
+        clip = comfy.sd.CLIP(target, model_options=options)
+        _randomise(clip.cond_stage_model, 1)
+
+        backend = ComfyBackend(model.clone(), clip)
+        prompts = ["a photo of a cat", "dog", ""]
+        with torch.inference_mode(False):
+            backend.load()
+            batched = backend.encode_prompts(prompts)
+        single = [clip.encode_from_tokens(clip.tokenize(p), return_pooled=True) for p in prompts]
+        context_error = max(float((batched.context[i : i + 1] - c).abs().max()) for i, (c, _) in enumerate(single))
+        pooled_error = max(float((batched.pooled[i : i + 1] - p).abs().max()) for i, (_, p) in enumerate(single))
+
+        config = make_config("esd", erase=("cat",), keep=("dog",), steps=6, lr=3e-3, rank=4, alpha=4.0, seed=0,
+                             ddim_steps=4, resolution=64, audit_samples=1, audit_ddim_steps=2)  # fmt: skip
+        out = run_erasure(model, clip, config, None, use_cache=False)
+
+        x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+        sigma = torch.tensor([5.0])
+        cond = batched.select(0)
+        adm = base.encode_adm(pooled_output=cond.pooled, width=64, height=64, target_width=64, target_height=64)
+        mm.load_models_gpu([model])
+        before = model.model.apply_model(x, sigma, c_crossattn=cond.context, y=adm)
+        mm.load_models_gpu([out.model])
+        after = out.model.model.apply_model(x, sigma, c_crossattn=cond.context, y=adm)
+        mm.load_models_gpu([model])
+        again = model.model.apply_model(x, sigma, c_crossattn=cond.context, y=adm)
+    print(
+        json.dumps(
+            {
+                "arch": backend.arch,
+                "context_shape": list(batched.context.shape),
+                "pooled_shape": list(batched.pooled.shape),
+                "context_error": context_error,
+                "pooled_error": pooled_error,
+                "losses": out.losses,
+                "keys": sorted(out.lora)[:3],
+                "n_keys": len(out.lora),
+                "moved": float((after - before).abs().max()),
+                "original_unchanged": float((again - before).abs().max()),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

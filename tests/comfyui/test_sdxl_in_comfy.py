@@ -1,0 +1,39 @@
+"""SDXL inside a real ComfyUI (COMFYUI_ROOT): a tiny SDXL from ComfyUI's own classes, trained through our backend."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .server import REPO, comfy_env
+
+PROBE = Path(__file__).with_name("sdxl_probe.py")
+
+
+def test_sdxl_encoding_training_and_patching(comfy_root: Path, tmp_path: Path):
+    code = (
+        "import sys; sys.argv = ['x', '--cpu']\n"
+        f"sys.path.insert(0, {str(comfy_root)!r})\n"
+        "import comfy.options; comfy.options.enable_args_parsing()\n"
+        f"sys.path.insert(1, {str(PROBE.parent)!r})\n"
+        f"import sdxl_probe; sdxl_probe.main({str(REPO)!r})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=comfy_root,
+        env=comfy_env(comfy_root, tmp_path),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["arch"] == "sdxl"
+    assert result["context_shape"] == [3, 77, 2048] and result["pooled_shape"] == [3, 1280]
+    # our batched encoding equals ComfyUI's own one-prompt-at-a-time path (CLIP-L + CLIP-G, pooled from CLIP-G)
+    assert result["context_error"] < 1e-4 and result["pooled_error"] < 1e-4
+    assert len(result["losses"]) == 6 and all(v == v for v in result["losses"])
+    assert result["keys"][0].startswith("lora_unet_input_blocks_") and result["n_keys"] > 0
+    assert result["moved"] > 1e-3, "the returned MODEL does not carry the LoRA"
+    assert result["original_unchanged"] == 0.0, "the input MODEL was changed"
