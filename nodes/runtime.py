@@ -47,13 +47,13 @@ def send_event(node_id: str | None, data: dict[str, Any]) -> None:
         logger.debug("progress event not sent: %s", exc)
 
 
-def comfy_callbacks(node_id: str | None, total: int) -> Callbacks:
+def comfy_callbacks(node_id: str | None, total: int, method: str = "") -> Callbacks:
     """Engine callbacks wired to ComfyUI's progress bar (which also raises on Cancel) and to our events."""
     bar = comfy.utils.ProgressBar(total, node_id=node_id)
 
     def on_step(step: int, steps: int, info: dict[str, Any]) -> None:
         bar.update_absolute(step, steps)
-        event = {"step": step, "total": steps, "phase": info.get(INFO_PHASE, "train")}
+        event = {"step": step, "total": steps, "phase": info.get(INFO_PHASE, "train"), "method": method}
         if INFO_LOSS in info:
             event["loss"] = float(info[INFO_LOSS])
         for key in (INFO_CONCEPT, INFO_FOUND):

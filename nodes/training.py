@@ -82,7 +82,7 @@ def run_erasure(
             cached = cache.get(key) if use_cache else None
             if cached is None:
                 try:
-                    result = erase(backend, config, comfy_callbacks(node_id, _total(config)))
+                    result = erase(backend, config, comfy_callbacks(node_id, _total(config), config.method))
                 except Cancelled as exc:
                     raise mm.InterruptProcessingException() from exc
                 export_lora(result, cache.put_path(key))

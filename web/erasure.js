@@ -51,12 +51,21 @@ function onProgress(event) {
   const node = app.graph?.getNodeById(Number(data.node));
   if (!node) return;
   const state = node.erasureLoss || lossWidget(node);
-  if (data.step === 0 || (data.step === 1 && data.phase === "train")) state.losses = state.losses.slice(0, 0);
+  if (data.step === 0 || (data.step === 1 && data.phase === "train")) {
+    state.losses = [];
+    state.started = performance.now();
+  }
   if (typeof data.loss === "number" && Number.isFinite(data.loss)) state.losses.push(data.loss);
   const parts = [`${data.phase || "train"} ${data.step ?? ""}/${data.total ?? ""}`];
+  if (data.phase === "train" && data.step > 1 && state.started) {
+    const perStep = (performance.now() - state.started) / (data.step - 1);
+    const left = Math.round((perStep * (data.total - data.step)) / 1000);
+    parts.push(`ETA ${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`);
+  }
   if (typeof data.loss === "number") parts.push(`loss ${data.loss.toPrecision(3)}`);
   if (data.concept) parts.push(`erasing: ${data.concept}`);
-  if (data.found) parts.push(`${data.phase === "train" ? "nearby" : "found"}: ${data.found}`);
+  // EAP preserves the concept its search finds most hurt; AGE steers the erased concept towards its target
+  if (data.found) parts.push(`${data.method === "age" ? "steering to" : "preserving"}: ${data.found}`);
   state.label.textContent = parts.join(" · ");
   drawLoss(state);
   node.setDirtyCanvas(true, true);

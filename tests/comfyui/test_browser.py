@@ -148,7 +148,7 @@ def test_loss_widget_updates_during_a_run_and_the_preview_slider_shows(browser, 
     browser.save_screenshot(str(tmp_path / "training.png"))
     assert during, "the loss curve never drew during the run"
     points, label = during
-    assert "loss" in label and "erasing: cat" in label
+    assert "loss" in label and "erasing: cat" in label and "ETA" in label
     entry = server.wait(prompt_id)
     assert entry["status"]["status_str"] == "success"
     assert points < 40, "the curve only appeared after training, not during it"
