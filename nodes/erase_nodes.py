@@ -58,7 +58,7 @@ class EraseConceptNode(io.ComfyNode):
                 io.Float.Input("learning_rate", default=WIDGET_DEFAULTS["lr"], min=1e-7, max=1.0, step=1e-5),
                 io.Int.Input("rank", default=WIDGET_DEFAULTS["rank"], min=1, max=128),
                 io.Int.Input(
-                    "seed", default=WIDGET_DEFAULTS["seed"], min=0, max=2**31 - 1, control_after_generate=True
+                    "seed", default=WIDGET_DEFAULTS["seed"], min=0, max=2**31 - 1, control_after_generate=False
                 ),
                 io.String.Input(
                     "advanced",

@@ -22,7 +22,7 @@ from .charts import audit_chart
 from .comfy_backend import ComfyBackend
 from .concepts import ConceptList
 from .erase_nodes import CATEGORY, Concepts
-from .runtime import send_event, to_image_batch, to_uint8
+from .runtime import to_image_batch, to_uint8
 
 MAX_PROMPTS = 16
 
@@ -85,7 +85,7 @@ class BeforeAfterPreviewNode(io.ComfyNode):
                 Concepts.Input("concepts", optional=True),
                 io.LoraModel.Input("lora", optional=True, tooltip="Its metadata names the concepts to preview."),
                 io.String.Input("negative", default="", tooltip="Negative prompt for both models."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=True),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=False),
                 io.Int.Input("steps", default=20, min=1, max=150),
                 io.Float.Input("cfg", default=7.0, min=0.0, max=30.0, step=0.5),
                 io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler"),
@@ -94,7 +94,6 @@ class BeforeAfterPreviewNode(io.ComfyNode):
                 io.Int.Input("height", default=512, min=64, max=2048, step=8),
             ],
             outputs=[io.Image.Output(display_name="grid")],
-            hidden=[io.Hidden.unique_id],
             is_output_node=True,
         )
 
@@ -136,7 +135,6 @@ class BeforeAfterPreviewNode(io.ComfyNode):
         grid_tensor = to_image_batch([np.asarray(grid)])
         shown = ui.PreviewImage(grid_tensor, cls=cls).as_dict()
         compare = ui.PreviewImage(to_image_batch([np.asarray(h) for h in halves]), cls=cls).as_dict()
-        send_event(cls.hidden.unique_id, {"phase": "preview done", "prompts": len(lines)})
         return io.NodeOutput(grid_tensor, ui={**shown, "erasure_compare": compare["images"]})
 
 
@@ -159,7 +157,7 @@ class ErasureAuditNode(io.ComfyNode):
                     "extra_prompts", multiline=True, default="", optional=True, tooltip="More prompts to probe."
                 ),
                 io.Int.Input("samples", default=2, min=1, max=16, tooltip="Latents per prompt."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=True),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=False),
             ],
             outputs=[io.String.Output(display_name="report"), io.Image.Output(display_name="chart")],
             is_output_node=True,

@@ -49,7 +49,7 @@ function drawLoss(state) {
 function onProgress(event) {
   const data = event.detail || {};
   const node = app.graph?.getNodeById(Number(data.node));
-  if (!node) return;
+  if (!node || node.comfyClass !== "ConceptErasureErase") return;
   const state = node.erasureLoss || lossWidget(node);
   if (data.step === 0 || (data.step === 1 && data.phase === "train")) {
     state.losses = [];
