@@ -1,4 +1,4 @@
-"""Run inside a process that imports ComfyUI: a tiny SDXL built from ComfyUI's classes goes through our backend.
+"""Run inside a process that imports ComfyUI: tiny SDXL and SD2 models built from ComfyUI's classes, through our backend.
 
 Prints one JSON line with what the test checks. (No tiny SDXL passes ComfyUI's checkpoint detection, hosts.md §8,
 so the model is built directly, as ComfyUI's loader would after detection.)
@@ -101,3 +101,58 @@ def main(pack_root: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+
+
+SD2_UNET = {
+    "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 64, "channel_mult": [1],
+    "num_res_blocks": [1], "transformer_depth": [1], "transformer_depth_output": [1, 1],
+    "transformer_depth_middle": 1, "num_head_channels": 32, "context_dim": 1024, "adm_in_channels": None,
+    "use_linear_in_transformer": True, "use_spatial_transformer": True, "legacy": False,
+    "use_temporal_attention": False, "use_temporal_resblock": False,
+}  # fmt: skip
+
+
+def sd2_main(pack_root: str) -> None:
+    """SD2 v-prediction: our eps must equal sqrt(abar) * v + sqrt(1 - abar) * x_t computed from the raw UNet."""
+    import comfy.model_base
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.sd
+    import comfy.supported_models
+    import comfy.text_encoders.sd2_clip as sd2_clip
+
+    sys.path.insert(0, pack_root)
+    from tests.pack import load_pack
+
+    load_pack()
+    from concept_erasure_pack.nodes.comfy_backend import ComfyBackend
+
+    with torch.inference_mode():
+        config = comfy.supported_models.SD20(dict(SD2_UNET))
+        base = comfy.model_base.BaseModel(config, model_type=comfy.model_base.ModelType.V_PREDICTION)
+        _randomise(base.diffusion_model, 0)
+        model = comfy.model_patcher.ModelPatcher(base, mm.get_torch_device(), mm.unet_offload_device())
+        target = SimpleNamespace(params={}, clip=sd2_clip.SD2ClipModel, tokenizer=sd2_clip.SD2Tokenizer)
+        clip = comfy.sd.CLIP(target, model_options={"clip_h_model_config": SMALL_TEXT})
+        _randomise(clip.cond_stage_model, 1)
+        backend = ComfyBackend(model.clone(), clip)
+        with torch.inference_mode(False), torch.no_grad():
+            backend.load()
+            cond = backend.encode_prompts(["a photo of a cat", "dog"])
+            x_t = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+            t = torch.tensor([100, 700])
+            eps = backend.predict_noise(x_t, t, cond)
+            v = base.diffusion_model(x_t, t.float(), context=cond.context)
+            abar = backend.alphas_cumprod[t][:, None, None, None]
+            expected = abar.sqrt() * v + (1 - abar).sqrt() * x_t
+    print(
+        json.dumps(
+            {
+                "arch": backend.arch,
+                "latent_shape": list(backend.latent_shape()),
+                "context_shape": list(cond.context.shape),
+                "eps_error": float((eps - expected).abs().max()),
+                "eps_scale": float(expected.abs().max()),
+            }
+        )
+    )

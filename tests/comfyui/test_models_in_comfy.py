@@ -1,4 +1,4 @@
-"""SDXL inside a real ComfyUI (COMFYUI_ROOT): a tiny SDXL from ComfyUI's own classes, trained through our backend."""
+"""SDXL and SD2 (v-prediction) inside a real ComfyUI (COMFYUI_ROOT), built from ComfyUI's own classes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .server import REPO, comfy_env
 
-PROBE = Path(__file__).with_name("sdxl_probe.py")
+PROBE = Path(__file__).with_name("model_probes.py")
 
 
 def test_sdxl_encoding_training_and_patching(comfy_root: Path, tmp_path: Path):
@@ -18,7 +18,7 @@ def test_sdxl_encoding_training_and_patching(comfy_root: Path, tmp_path: Path):
         f"sys.path.insert(0, {str(comfy_root)!r})\n"
         "import comfy.options; comfy.options.enable_args_parsing()\n"
         f"sys.path.insert(1, {str(PROBE.parent)!r})\n"
-        f"import sdxl_probe; sdxl_probe.main({str(REPO)!r})\n"
+        f"import model_probes; model_probes.main({str(REPO)!r})\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -37,3 +37,25 @@ def test_sdxl_encoding_training_and_patching(comfy_root: Path, tmp_path: Path):
     assert result["keys"][0].startswith("lora_unet_input_blocks_") and result["n_keys"] > 0
     assert result["moved"] > 1e-3, "the returned MODEL does not carry the LoRA"
     assert result["original_unchanged"] == 0.0, "the input MODEL was changed"
+
+
+def test_sd2_v_prediction_is_converted_to_epsilon(comfy_root: Path, tmp_path: Path):
+    code = (
+        "import sys; sys.argv = ['x', '--cpu']\n"
+        f"sys.path.insert(0, {str(comfy_root)!r})\n"
+        "import comfy.options; comfy.options.enable_args_parsing()\n"
+        f"sys.path.insert(1, {str(PROBE.parent)!r})\n"
+        f"import model_probes; model_probes.sd2_main({str(REPO)!r})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=comfy_root,
+        env=comfy_env(comfy_root, tmp_path),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["arch"] == "sd2" and result["latent_shape"] == [4, 96, 96]  # v-prediction SD2 is a 768 px model
+    assert result["context_shape"] == [2, 77, 1024]
+    assert result["eps_error"] < 1e-4 * max(1.0, result["eps_scale"])
