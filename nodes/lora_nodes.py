@@ -8,8 +8,9 @@ from comfy_api.latest import io, ui
 from ..erasure_core.errors import ModelError
 from ..erasure_core.lora.export import save_lora_file
 from .lora_files import next_free_name, resolve_target
+from .lora_info import describe
 from .runtime import ErasureLora, loras_folder, read_lora_file
-from .training import apply_lora, audit_text
+from .training import apply_lora
 
 CATEGORY = "concept erasure"
 
@@ -83,9 +84,5 @@ class LoadErasureLoraNode(io.ComfyNode):
         if path is None:
             raise ModelError(f"LoRA file not found: {lora_file}. Press R to refresh the list, or check models/loras.")
         lora: ErasureLora = read_lora_file(path)
-        info = (
-            audit_text(lora.metadata)
-            if any(k.startswith("erasure_") for k in lora.metadata)
-            else (f"{lora_file}: not made by concept erasure (no erasure metadata)")
-        )
+        info = f"{lora_file}: {describe(lora.metadata)}"
         return io.NodeOutput(apply_lora(model, lora, strength), lora, info, ui=ui.PreviewText(info))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import comfy.model_management as mm
 import comfy.sample
 import comfy.samplers
@@ -22,6 +20,7 @@ from .charts import audit_chart
 from .comfy_backend import ComfyBackend
 from .concepts import ConceptList
 from .erase_nodes import CATEGORY, Concepts
+from .lora_info import concepts_of, erasure_info
 from .runtime import to_image_batch, to_uint8
 
 MAX_PROMPTS = 16
@@ -33,9 +32,7 @@ def _prompts(text: str, concepts: ConceptList | None, lora: dict | None) -> list
     if not lines and concepts is not None:
         lines = [*concepts.erase, *concepts.keep]
     if not lines and lora is not None:
-        meta = getattr(lora, "metadata", {}) or {}
-        for key in ("erasure_erased", "erasure_kept"):
-            lines += json.loads(meta.get(key, "[]"))
+        lines = concepts_of(getattr(lora, "metadata", {}) or {})
     if not lines:
         raise ConfigError("No prompts to preview: type prompts (one per line) or connect the concepts or the lora.")
     if len(lines) > MAX_PROMPTS:
@@ -168,8 +165,9 @@ class ErasureAuditNode(io.ComfyNode):
         cls, model, clip, lora: dict, samples: int, seed: int, erase: str = "", extra_prompts: str = ""
     ) -> io.NodeOutput:
         meta = dict(getattr(lora, "metadata", {}) or {})
-        if "erasure_config" in meta:
-            config = config_from_dict(json.loads(meta["erasure_config"])).replace(audit_samples=samples, seed=seed)
+        settings = erasure_info(meta).get("config")
+        if settings:
+            config = config_from_dict(settings).replace(audit_samples=samples, seed=seed)
         else:
             names = tuple(x.strip() for x in (erase or "").split(",") if x.strip())
             if not names:

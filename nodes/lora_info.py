@@ -1,0 +1,46 @@
+"""What an erasure LoRA's header says, as text for the nodes (host-free; the engine decodes the fields)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..erasure_core.lora.export import LoraFile
+
+
+def erasure_info(metadata: Mapping[str, str]) -> dict[str, Any]:
+    """Our `erasure_*` header fields decoded (method, erased, kept, found, audit, losses, ...); {} for other LoRAs."""
+    return LoraFile({}, dict(metadata)).info()
+
+
+def describe(metadata: Mapping[str, str]) -> str:
+    """Erased, kept and found concepts and the audit table, for a node's text output."""
+    info = erasure_info(metadata)
+    if not info:
+        return "not made by concept erasure (no erasure metadata)"
+    lines = [
+        f"method: {info.get('method', '?')}",
+        f"erased: {', '.join(info.get('erased') or []) or '-'}",
+        f"kept: {', '.join(info.get('kept') or []) or '-'}",
+    ]
+    for concept, words in (info.get("found") or {}).items():
+        lines.append(f"nearby concepts of '{concept}': {', '.join(words[:8])}")
+    rows = info.get("audit") or []
+    if rows:
+        lines += ["", f"{'prompt':<28} {'role':<9} {'erasure':>7} {'drift':>6}"]
+        for r in rows:
+            erasure = f"{r['erasure']:.2f}" if "erasure" in r else "-"
+            lines.append(f"{r['prompt'][:28]:<28} {r['role']:<9} {erasure:>7} {r['drift']:>6.2f}")
+    return "\n".join(lines)
+
+
+def recorded_losses(metadata: Mapping[str, str]) -> list[float]:
+    """The loss curve stored in the header (for LOSS_MAP when a LoRA comes from the cache)."""
+    values = erasure_info(metadata).get("losses") or []
+    return [float(v) for v in values] if isinstance(values, list) else []
+
+
+def concepts_of(metadata: Mapping[str, str]) -> list[str]:
+    """Erased then kept concepts, e.g. the default prompts of the Before/After Preview."""
+    info = erasure_info(metadata)
+    return [*(info.get("erased") or []), *(info.get("kept") or [])]
