@@ -12,14 +12,13 @@ from comfy_api.latest import io, ui
 
 from ..erasure_core.config import EsdConfig, config_from_dict
 from ..erasure_core.errors import ConfigError
-from ..erasure_core.lora.adapter import LoraTensors
-from ..erasure_core.lora.export import LoraFile
+from ..erasure_core.lora.export import lora_from_tensors
 from ..erasure_core.preview import image_grid
 from ..erasure_core.trainer import run_audit
 from .charts import audit_chart
 from .comfy_backend import ComfyBackend
 from .concepts import ConceptList
-from .erase_nodes import CATEGORY, Concepts
+from .erase_nodes import CATEGORY, Concepts, seed_input
 from .lora_info import concepts_of, erasure_info
 from .runtime import to_image_batch, to_uint8
 
@@ -42,10 +41,9 @@ def _prompts(text: str, concepts: ConceptList | None, lora: dict | None) -> list
 
 def _sample(
     model,
-    clip,
     vae,
-    prompt: str,
-    negative: str,
+    positive,
+    negative,
     seed: int,
     steps: int,
     cfg: float,
@@ -54,13 +52,12 @@ def _sample(
     width: int,
     height: int,
 ) -> torch.Tensor:
-    positive = clip.encode_from_tokens_scheduled(clip.tokenize(prompt))
-    negative_cond = clip.encode_from_tokens_scheduled(clip.tokenize(negative))
+    """One image from CONDITIONINGs (encoded once per prompt and shared by both models)."""
     latent = torch.zeros([1, 4, height // 8, width // 8])
     latent = comfy.sample.fix_empty_latent_channels(model, latent)
     noise = comfy.sample.prepare_noise(latent, seed)
     samples = comfy.sample.sample(
-        model, noise, steps, cfg, sampler, scheduler, positive, negative_cond, latent, disable_pbar=True, seed=seed
+        model, noise, steps, cfg, sampler, scheduler, positive, negative, latent, disable_pbar=True, seed=seed
     )
     return vae.decode(samples)[0]
 
@@ -82,7 +79,7 @@ class BeforeAfterPreviewNode(io.ComfyNode):
                 Concepts.Input("concepts", optional=True),
                 io.LoraModel.Input("lora", optional=True, tooltip="Its metadata names the concepts to preview."),
                 io.String.Input("negative", default="", tooltip="Negative prompt for both models."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=False),
+                seed_input(),
                 io.Int.Input("steps", default=20, min=1, max=150),
                 io.Float.Input("cfg", default=7.0, min=0.0, max=30.0, step=0.5),
                 io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler"),
@@ -116,11 +113,13 @@ class BeforeAfterPreviewNode(io.ComfyNode):
         lines = _prompts(prompts, concepts, lora)
         bar = comfy.utils.ProgressBar(2 * len(lines))
         before, after = [], []
+        negative_cond = clip.encode_from_tokens_scheduled(clip.tokenize(negative))
         for i, prompt in enumerate(lines):
+            positive = clip.encode_from_tokens_scheduled(clip.tokenize(prompt))
             for j, (model, out) in enumerate(((original, before), (erased, after))):
                 mm.throw_exception_if_processing_interrupted()
                 image = _sample(
-                    model, clip, vae, prompt, negative, seed, steps, cfg, sampler_name, scheduler, width, height
+                    model, vae, positive, negative_cond, seed, steps, cfg, sampler_name, scheduler, width, height
                 )
                 out.append(to_uint8(image))
                 bar.update_absolute(2 * i + j + 1)
@@ -154,7 +153,7 @@ class ErasureAuditNode(io.ComfyNode):
                     "extra_prompts", multiline=True, default="", optional=True, tooltip="More prompts to probe."
                 ),
                 io.Int.Input("samples", default=2, min=1, max=16, tooltip="Latents per prompt."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=False),
+                seed_input(),
             ],
             outputs=[io.String.Output(display_name="report"), io.Image.Output(display_name="chart")],
             is_output_node=True,
@@ -173,21 +172,13 @@ class ErasureAuditNode(io.ComfyNode):
             if not names:
                 raise ConfigError("This LoRA carries no erasure metadata; type the erased concept(s) in 'erase'.")
             config = EsdConfig(erase=names, audit_samples=samples, seed=seed)
-        weights = {
-            key[: -len(".lora_down.weight")]: LoraTensors(
-                lora[key].float(),
-                lora[key[: -len("lora_down.weight")] + "lora_up.weight"].float(),
-                float(lora.get(key[: -len("lora_down.weight")] + "alpha", torch.tensor(lora[key].shape[0])).item()),
-            )
-            for key in lora
-            if key.startswith("lora_unet_") and key.endswith(".lora_down.weight")
-        }
+        weights = lora_from_tensors(lora, meta, "The connected LORA_MODEL")
         extra = tuple(line.strip() for line in (extra_prompts or "").splitlines() if line.strip())
         backend = ComfyBackend(model.clone(), clip)
         try:
             with torch.inference_mode(False):
                 backend.load()
-                report = run_audit(backend, LoraFile(weights, meta), config, extra)
+                report = run_audit(backend, weights, config, extra)
         finally:
             mm.soft_empty_cache()
         chart = to_image_batch([audit_chart(report.rows)])

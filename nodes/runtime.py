@@ -11,9 +11,9 @@ import comfy.utils
 import folder_paths
 import numpy as np
 import torch
-from safetensors import safe_open
 
 from ..erasure_core.callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
+from ..erasure_core.lora.export import read_safetensors
 
 logger = logging.getLogger(__name__)
 EVENT = "concept_erasure.progress"  # the front end (web/erasure.js) listens for this
@@ -31,9 +31,7 @@ class ErasureLora(dict):
 
 def read_lora_file(path: str | Path) -> ErasureLora:
     """Tensors and header of a LoRA file (safetensors only; nothing is unpickled)."""
-    with safe_open(str(path), framework="pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - a safetensors handle, not a dict
-        return ErasureLora(tensors, f.metadata() or {})
+    return ErasureLora(*read_safetensors(path))
 
 
 def send_event(node_id: str | None, data: dict[str, Any]) -> None:

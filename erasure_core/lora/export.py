@@ -126,11 +126,8 @@ def save_lora_file(tensors: Mapping[str, torch.Tensor], path: str | Path, metada
     return path
 
 
-def load_lora(path: str | Path) -> LoraFile:
-    """Read a kohya LoRA file (ours or another tool's, UNet part) with its metadata.
-
-    Raises `ModelError` for a missing or unreadable file and for a file with no kohya UNet LoRA tensors.
-    """
+def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Every tensor and the header of a safetensors file (never unpickles). `ModelError` if missing or unreadable."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"LoRA file not found: {path}.")
@@ -140,6 +137,16 @@ def load_lora(path: str | Path) -> LoraFile:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - a safetensors handle, not a dict
     except Exception as exc:
         raise ModelError(f"Could not read {path.name} as a safetensors file: {exc}") from exc
+    return tensors, metadata
+
+
+def lora_from_tensors(
+    tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str], source: str = "the LoRA"
+) -> LoraFile:
+    """The kohya UNet LoRA in a state dict (a file's tensors, or a host's in-memory LoRA); `source` names it in errors.
+
+    A layer without `.alpha` gets alpha = rank (scale 1), as kohya loaders do.
+    """
     weights: dict[str, LoraTensors] = {}
     for key, down in tensors.items():
         if not (key.startswith(LORA_PREFIX_UNET + "_") and key.endswith("." + DOWN)):
@@ -147,15 +154,24 @@ def load_lora(path: str | Path) -> LoraFile:
         prefix = key[: -len(DOWN) - 1]
         up = tensors.get(f"{prefix}.{UP}")
         if up is None:
-            raise ModelError(f"{path.name} is damaged: {prefix} has lora_down but no lora_up.")
+            raise ModelError(f"{source} is damaged: {prefix} has lora_down but no lora_up.")
         alpha = tensors.get(f"{prefix}.{ALPHA}")
         rank = down.shape[0]
         weights[prefix] = LoraTensors(
             down.float(), up.float(), float(alpha.item()) if alpha is not None else float(rank)
         )
     if not weights:
-        raise ModelError(f"{path.name} holds no kohya UNet LoRA (no 'lora_unet_*.lora_down.weight' tensors).")
-    return LoraFile(weights, metadata)
+        raise ModelError(f"{source} holds no kohya UNet LoRA (no 'lora_unet_*.lora_down.weight' tensors).")
+    return LoraFile(weights, dict(metadata))
+
+
+def load_lora(path: str | Path) -> LoraFile:
+    """Read a kohya LoRA file (ours or another tool's, UNet part) with its metadata.
+
+    Raises `ModelError` for a missing or unreadable file and for a file with no kohya UNet LoRA tensors.
+    """
+    tensors, metadata = read_safetensors(path)
+    return lora_from_tensors(tensors, metadata, Path(path).name)
 
 
 def weights_for_modules(
