@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _step_timer() -> tuple[Any, list[float]]:
+    """Callbacks that time training steps; the engine only reads `on_step`/`should_stop`, so either copy takes them."""
     from erasure_core.callbacks import INFO_PHASE, Callbacks
 
     times: list[float] = []
@@ -83,7 +84,6 @@ def comfy_seconds_per_step(settings: dict[str, Any], comfy_root: Path, work: Pat
 
     load_pack()
     from concept_erasure_pack.erasure_core import erase, make_config
-    from concept_erasure_pack.erasure_core.callbacks import INFO_PHASE, Callbacks
     from concept_erasure_pack.nodes.comfy_backend import ComfyBackend
 
     path = work / "tiny_sd15.safetensors"
@@ -91,10 +91,7 @@ def comfy_seconds_per_step(settings: dict[str, Any], comfy_root: Path, work: Pat
     with torch.inference_mode():  # as ComfyUI's executor runs every node
         model, clip = comfy.sd.load_checkpoint_guess_config(str(path), output_vae=False, output_clip=True)[:2]
         backend = ComfyBackend(model.clone(), clip)
-        times: list[float] = []
-        callbacks = Callbacks(
-            on_step=lambda s, t, info: times.append(time.perf_counter()) if info.get(INFO_PHASE) == "train" else None
-        )
+        callbacks, times = _step_timer()
         with torch.inference_mode(False), torch.enable_grad():
             backend.load()
             erase(backend, make_config(**settings), callbacks)

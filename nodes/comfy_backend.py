@@ -60,7 +60,6 @@ class ComfyBackend:
         self.arch = model_architecture(model)
         self.base = model.model
         self.unet: nn.Module = self.base.diffusion_model
-        self._sizes: dict[str, int] = {}
 
     # -- device and schedule -------------------------------------------------------------------------------
     def load(self) -> None:
@@ -154,9 +153,14 @@ class ComfyBackend:
         ((out, pooled),) = outputs.values()
         return out, pooled
 
+    @staticmethod
+    def _main_key(tokens: dict[str, list]) -> str:
+        """The encoder whose tokens count: CLIP-L where there is one (SD1, SDXL), else the only one (SD2's 'h')."""
+        return "l" if "l" in tokens else next(iter(tokens))
+
     def _length(self, tokens: dict[str, list]) -> int:
         """Real token count of the first chunk (start and end token included), for UCE's last subject token."""
-        key = "l" if "l" in tokens else next(iter(tokens))
+        key = self._main_key(tokens)
         tokenizer = self._sub_tokenizer(key)
         ids = [pair[0] for pair in tokens[key][0]]
         end = getattr(tokenizer, "end_token", None)
@@ -167,8 +171,7 @@ class ComfyBackend:
         return getattr(outer, f"clip_{key}", None) or getattr(outer, key, None) or outer
 
     def vocabulary(self) -> list[str]:
-        key = "l" if "l" in self._tokenize("a") else next(iter(self._tokenize("a")))
-        inner = getattr(self._sub_tokenizer(key), "tokenizer", None)
+        inner = getattr(self._sub_tokenizer(self._main_key(self._tokenize("a"))), "tokenizer", None)
         if inner is None or not hasattr(inner, "get_vocab"):
             raise ModelError("This CLIP's tokenizer exposes no vocabulary; give EAP/AGE an explicit vocabulary.")
         return tokenizer_words(inner)

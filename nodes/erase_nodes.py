@@ -13,6 +13,11 @@ Concepts = io.Custom("CONCEPTS")
 CATEGORY = "concept erasure"
 
 
+def seed_input(default: int = 0) -> io.Int.Input:
+    """A fixed seed: no "randomize after generate" control, which would make a re-queued workflow retrain."""
+    return io.Int.Input("seed", default=default, min=0, max=2**31 - 1, control_after_generate=False)
+
+
 class ConceptListNode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -57,9 +62,7 @@ class EraseConceptNode(io.ComfyNode):
                 io.Int.Input("steps", default=WIDGET_DEFAULTS["steps"], min=1, max=MAX_STEPS),
                 io.Float.Input("learning_rate", default=WIDGET_DEFAULTS["lr"], min=1e-7, max=1.0, step=1e-5),
                 io.Int.Input("rank", default=WIDGET_DEFAULTS["rank"], min=1, max=128),
-                io.Int.Input(
-                    "seed", default=WIDGET_DEFAULTS["seed"], min=0, max=2**31 - 1, control_after_generate=False
-                ),
+                seed_input(WIDGET_DEFAULTS["seed"]),
                 io.String.Input(
                     "advanced",
                     multiline=True,

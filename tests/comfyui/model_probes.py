@@ -32,7 +32,7 @@ def _randomise(module: torch.nn.Module, seed: int) -> None:
                 p.copy_(torch.randn(p.shape, generator=generator) / max(1, p[0].numel()) ** 0.5)
 
 
-def main(pack_root: str) -> None:
+def sdxl_main(pack_root: str) -> None:
     import comfy.model_management as mm
     import comfy.model_patcher
     import comfy.sd
@@ -100,7 +100,7 @@ def main(pack_root: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    sdxl_main(sys.argv[1])
 
 
 SD2_UNET = {

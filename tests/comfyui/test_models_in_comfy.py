@@ -12,23 +12,24 @@ from .server import REPO, comfy_env
 PROBE = Path(__file__).with_name("model_probes.py")
 
 
-def test_sdxl_encoding_training_and_patching(comfy_root: Path, tmp_path: Path):
+def run_probe(function: str, comfy_root: Path, work: Path) -> dict:
+    """Run `model_probes.<function>` in a child process that imports ComfyUI; return the JSON it prints."""
     code = (
         "import sys; sys.argv = ['x', '--cpu']\n"
         f"sys.path.insert(0, {str(comfy_root)!r})\n"
         "import comfy.options; comfy.options.enable_args_parsing()\n"
         f"sys.path.insert(1, {str(PROBE.parent)!r})\n"
-        f"import model_probes; model_probes.main({str(REPO)!r})\n"
+        f"import model_probes; model_probes.{function}({str(REPO)!r})\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=comfy_root,
-        env=comfy_env(comfy_root, tmp_path),
-        capture_output=True,
-        text=True,
+        [sys.executable, "-c", code], cwd=comfy_root, env=comfy_env(comfy_root, work), capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_sdxl_encoding_training_and_patching(comfy_root: Path, tmp_path: Path):
+    result = run_probe("sdxl_main", comfy_root, tmp_path)
     assert result["arch"] == "sdxl"
     assert result["context_shape"] == [3, 77, 2048] and result["pooled_shape"] == [3, 1280]
     # our batched encoding equals ComfyUI's own one-prompt-at-a-time path (CLIP-L + CLIP-G, pooled from CLIP-G)
@@ -40,22 +41,7 @@ def test_sdxl_encoding_training_and_patching(comfy_root: Path, tmp_path: Path):
 
 
 def test_sd2_v_prediction_is_converted_to_epsilon(comfy_root: Path, tmp_path: Path):
-    code = (
-        "import sys; sys.argv = ['x', '--cpu']\n"
-        f"sys.path.insert(0, {str(comfy_root)!r})\n"
-        "import comfy.options; comfy.options.enable_args_parsing()\n"
-        f"sys.path.insert(1, {str(PROBE.parent)!r})\n"
-        f"import model_probes; model_probes.sd2_main({str(REPO)!r})\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=comfy_root,
-        env=comfy_env(comfy_root, tmp_path),
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_probe("sd2_main", comfy_root, tmp_path)
     assert result["arch"] == "sd2" and result["latent_shape"] == [4, 96, 96]  # v-prediction SD2 is a 768 px model
     assert result["context_shape"] == [2, 77, 1024]
     assert result["eps_error"] < 1e-4 * max(1.0, result["eps_scale"])
