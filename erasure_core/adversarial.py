@@ -15,12 +15,26 @@ from torch import nn
 from .backends.base import Conditioning
 
 
+def gumbel_noise(shape: torch.Size, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    u = torch.rand(shape, generator=generator).to(device)
+    return -torch.log(-torch.log(u + 1e-10) + 1e-10)  # ref §2.2
+
+
 def gumbel_sample(
-    logits: torch.Tensor, temperature: float, hard: bool, top_k: int, generator: torch.Generator
+    logits: torch.Tensor,
+    temperature: float,
+    hard: bool,
+    top_k: int,
+    generator: torch.Generator,
+    allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mixture weights over candidates; differentiable w.r.t. `logits` (straight-through when `hard`)."""
-    u = torch.rand(logits.shape, generator=generator).to(logits.device)
-    gumbel = -torch.log(-torch.log(u + 1e-10) + 1e-10)  # ref §2.2
+    """Mixture weights over candidates; differentiable w.r.t. `logits` (straight-through when `hard`).
+
+    `allowed` (bool mask) restricts the sample to some candidates, as if the others had logit minus infinity.
+    """
+    gumbel = gumbel_noise(logits.shape, generator, logits.device)
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed, float("-inf"))
     soft = torch.softmax((logits + gumbel) / temperature, dim=-1)
     if hard:
         one_hot = torch.zeros_like(soft).scatter_(-1, soft.argmax(-1, keepdim=True), 1.0)
@@ -45,8 +59,22 @@ class ConceptSearch:
         device = self.encodings.context.device
         self.logits = nn.Parameter(torch.full((n,), 1.0 / n, device=device))
 
-    def sample(self, temperature: float, hard: bool, top_k: int, generator: torch.Generator) -> torch.Tensor:
-        return gumbel_sample(self.logits, temperature, hard, top_k, generator)
+    def sample(
+        self,
+        temperature: float,
+        hard: bool,
+        top_k: int,
+        generator: torch.Generator,
+        allowed: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return gumbel_sample(self.logits, temperature, hard, top_k, generator, allowed)
+
+    def draw_subset(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """A mask of n candidates drawn without replacement with probability softmax(logits) (Gumbel top-n)."""
+        scores = self.logits.detach() + gumbel_noise(self.logits.shape, generator, self.logits.device)
+        mask = torch.zeros_like(scores, dtype=torch.bool)
+        mask[scores.topk(min(n, scores.numel())).indices] = True
+        return mask
 
     def embed(self, weights: torch.Tensor) -> Conditioning:
         return self.encodings.mix(weights)

@@ -16,6 +16,7 @@ INFO_CONCEPT = "concept"  # str: the erased concept this step trained on
 INFO_FOUND = "found"  # str: EAP's current adversarial concept or AGE's current target (absent for ESD/UCE)
 INFO_PREVIEW = "preview"  # torch.Tensor [C, H, W]: the erased prompt's training latent (every `preview_every` steps)
 INFO_PHASE = "phase"  # str: "search" (vocabulary encoding), "train", "audit"
+INFO_UNET_EVALS = "unet_evals"  # int: UNet evaluations spent so far in training (see TrainingContext)
 
 
 def _no_progress(step: int, total: int, info: dict[str, Any]) -> None:

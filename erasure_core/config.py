@@ -93,6 +93,24 @@ class EraseConfig:
     reference_timestep_offset: bool | None = _opt(
         "Reproduce the reference code's latent/timestep mismatch (latent about two DDIM steps less noisy)."
     )
+    batch_size: int | None = _opt("Training latents per step, each at its own drawn timestep.", min=1, max=64)
+    pool_trajectories: int | None = _opt(
+        "Stored sampling trajectories per erased concept that training latents are drawn from.", min=1, max=256
+    )
+    pool_refreshes: int | None = _opt(
+        "Times per run the stored trajectories are re-sampled from the current model (0 = sample fresh latents at "
+        "every step, as the reference code does; about 25x the sampling cost).",
+        min=0,
+    )
+    pool_fresh_steps: int | None = _opt(
+        "Latents whose partial sampling takes at most this many DDIM steps (the noisiest ones) are sampled fresh "
+        "instead of taken from the pool.",
+        min=0,
+    )
+    cuda_graphs: bool | None = _opt(
+        "On CUDA, replay the no-gradient UNet calls (frozen model, latent sampling) from CUDA graphs (backends that "
+        "support it)."
+    )
     negative_guidance: float | None = _opt("Strength eta of the negative guidance the edit distils.", min=0.0)
     anchor: str | None = _opt("Prompt the erased concept is steered to (ESD; empty = unconditional).")
     loss_space: str | None = _opt(
@@ -164,6 +182,12 @@ class _SearchFields(EraseConfig):
     gumbel_hard: bool | None = _opt("Straight-through one-hot sample (else a soft top-k mixture).")
     gumbel_top_k: int | None = _opt("Candidates in the soft mixture when gumbel_hard is off.", min=1)
     preserve_weight: float | None = _opt("Weight of the preservation term of the found concept.", min=0.0)
+    pool_candidates: int | None = _opt(
+        "Candidate words the search draws from in each latent-pool period, re-drawn from its current distribution "
+        "at every refresh (each drawn word costs one stored trajectory); 0 = search over every candidate and take "
+        "the found concept's latents from the erased concept's trajectories.",
+        min=0,
+    )
 
     def __post_init__(self) -> None:
         if self.vocabulary is not None:

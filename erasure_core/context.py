@@ -6,17 +6,20 @@ term for the user's keep-list, and one place that checks a loss before it touche
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from .backends.base import Backend, Conditioning
 from .config import EraseConfig
+from .cuda_graphs import GraphedPredict
 from .errors import NumericalError
+from .latent_pool import LatentPool, PoolPrompt
 from .lora.adapter import edit_disabled
-from .sampling import TimestepDraw, ddim_sample, draw_timestep, loss_weight
+from .sampling import TimestepDraw, ddim_sample, draw_timestep, full_path, loss_weight
 
 
 @dataclass
@@ -29,6 +32,25 @@ class Prompts:
     anchor: Conditioning
     keep: list[str] = field(default_factory=list)
     keep_conds: Conditioning | None = None
+
+
+@dataclass(frozen=True)
+class Draws:
+    """A step's training timesteps, one per latent (`batch_size` of them).
+
+    Tensors of a step hold `batch_size` rows per prompt, prompt after prompt, in draw order within a prompt.
+    """
+
+    items: tuple[TimestepDraw, ...]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def per_row(self, values: Sequence[float], rows: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        k = len(self.items)
+        if rows % k:
+            raise ValueError(f"{rows} rows do not split into prompts of {k} latents")
+        return torch.tensor(values, device=device, dtype=dtype).repeat(rows // k)
 
 
 class TrainingContext:
@@ -51,34 +73,91 @@ class TrainingContext:
         self.unet_evals = 0  # UNet evaluations per sample: forwards, plus one per sample a backward passes through
         self._pending_backward = 0
         self.last_latent: torch.Tensor | None = None
+        self._graphed: GraphedPredict | None = None
+        if config.cuda_graphs and backend.device.type == "cuda" and getattr(backend, "supports_cuda_graphs", False):
+            self._graphed = GraphedPredict(backend.predict_noise)
+        self.pool: LatentPool | None = None
+        if config.pool_refreshes > 0:
+            self.pool = LatentPool(
+                self._forward,
+                self.noise,
+                prompts.uncond,
+                config.sample_guidance,
+                full_path(backend.alphas_cumprod, config.ddim_steps, config.reference_timestep_offset),
+                backend.alphas_cumprod,
+                config.pool_trajectories,
+                self.generator,
+            )
+        self._refresh_every = math.ceil(config.steps / max(1, config.pool_refreshes))
+
+    def begin_step(self, step: int) -> None:
+        """Called before training step `step` (1-based): starts a new latent-pool period when one is due."""
+        if self.pool is not None and (step - 1) % self._refresh_every == 0:
+            self.pool.refresh()
 
     def set_trainable(self, params: list[torch.nn.Parameter]) -> None:
         """The LoRA weights to train, known once the layers are injected (after the method's set-up)."""
         self.optimizer = torch.optim.Adam(params, lr=self.config.lr)
 
     # -- predictions ------------------------------------------------------------------------------------------
-    def _forward(self, x: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+    def _forward(
+        self, x: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning, edited: bool = True
+    ) -> torch.Tensor:
         self.unet_evals += x.shape[0]
         if torch.is_grad_enabled():
             self._pending_backward += x.shape[0]
+        elif self._graphed is not None:
+            return self._graphed(x, timesteps, cond, edited)
         return self.backend.predict_noise(x, timesteps, cond)
 
-    def predict(self, x: torch.Tensor, t: int, cond: Conditioning, *, edited: bool) -> torch.Tensor:
-        """Noise prediction of the edited model (LoRA on) or of the original model (the same UNet, LoRA off)."""
-        timesteps = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+    def predict(self, x: torch.Tensor, draws: Draws, cond: Conditioning, *, edited: bool) -> torch.Tensor:
+        """Noise prediction of the edited model (LoRA on) or of the original model (the same UNet, LoRA off).
+
+        `cond` holds one prompt per row of `x`, or one per prompt (each then serves its `len(draws)` rows).
+        """
+        timesteps = draws.per_row([d.t for d in draws.items], x.shape[0], x.device, torch.long)
+        if len(cond) != x.shape[0]:
+            cond = cond.repeat_each(len(draws))
         if edited:
             return self._forward(x, timesteps, cond)
         with edit_disabled(self.backend.unet):
-            return self._forward(x, timesteps, cond)
+            return self._forward(x, timesteps, cond, edited=False)
 
     # -- samples ----------------------------------------------------------------------------------------------
-    def draw(self) -> TimestepDraw:
+    def draw(self) -> Draws:
+        """`batch_size` timesteps, each drawn uniformly from the DDIM schedule (ref §1)."""
         c = self.config
-        return draw_timestep(self.generator, self.backend.alphas_cumprod, c.ddim_steps, c.reference_timestep_offset)
+        return Draws(
+            tuple(
+                draw_timestep(self.generator, self.backend.alphas_cumprod, c.ddim_steps, c.reference_timestep_offset)
+                for _ in range(c.batch_size)
+            )
+        )
 
     def noise(self, n: int = 1) -> torch.Tensor:
         z = torch.randn((n, *self.latent_shape), generator=self.generator)
         return z.to(self.backend.device)
+
+    def latents(self, prompts: Sequence[PoolPrompt], draws: Draws) -> torch.Tensor:
+        """x_t for each prompt at each drawn timestep, made by the current model; prompts drawn at the same
+        timestep share their start noise z_T. Rows: prompt after prompt, `len(draws)` each.
+
+        From the latent pool by default; by a fresh partial sampling per latent, as the reference does, when the
+        pool is off (`pool_refreshes=0`), when the draw's sampling is short (`pool_fresh_steps`: the noisiest
+        timesteps, which carry the x0-space loss's largest weights and cost little to sample), or when a prompt has
+        no key (a soft mixture that is new at every step).
+        """
+        fresh = self.pool is None or any(p.key is None for p in prompts)
+        per_draw = []
+        for draw in draws.items:
+            if fresh or len(draw.path) - 1 <= self.config.pool_fresh_steps:
+                cond = Conditioning.cat([p.cond for p in prompts])
+                per_draw.append(self.sample_latents(cond, self.noise().repeat(len(prompts), 1, 1, 1), draw))
+            else:
+                per_draw.append(self.pool.latents(prompts, draw))
+        x = torch.stack(per_draw, dim=1).flatten(0, 1)  # [draw, prompt] -> prompt-major rows
+        self.last_latent = x[0].detach()
+        return x
 
     def sample_latents(self, cond: Conditioning, z: torch.Tensor, draw: TimestepDraw) -> torch.Tensor:
         """x_t from the *current* model (edit on) with guidance `sample_guidance`, one trajectory per prompt."""
@@ -95,8 +174,11 @@ class TrainingContext:
         self.last_latent = x[0].detach()
         return x
 
-    def weight(self, draw: TimestepDraw) -> float:
-        return loss_weight(draw, self.config.loss_space)
+    def mse(self, prediction: torch.Tensor, target: torch.Tensor, draws: Draws) -> torch.Tensor:
+        """Mean squared error per latent, weighted by its timestep's loss weight (x0-space: (1 - a) / a), averaged."""
+        per_latent = (prediction.float() - target.float()).pow(2).flatten(1).mean(1)
+        weights = [loss_weight(d, self.config.loss_space) for d in draws.items]
+        return (draws.per_row(weights, per_latent.shape[0], per_latent.device, per_latent.dtype) * per_latent).mean()
 
     def pick_erased(self) -> int:
         """One erased concept per step, uniformly (ref §1: several concepts share one run this way)."""
@@ -107,18 +189,18 @@ class TrainingContext:
         return self.config.negative_guidance * self.config.erase_weights[index]
 
     # -- losses and updates -----------------------------------------------------------------------------------
-    def keep_loss(self, x: torch.Tensor, draw: TimestepDraw) -> torch.Tensor | float:
-        """Preservation of one of the user's kept concepts on the step's latent (ESD-preserve form, ref §1)."""
+    def keep_loss(self, x: torch.Tensor, draws: Draws) -> torch.Tensor | float:
+        """Preservation of one of the user's kept concepts on the step's latents (ESD-preserve form, ref §1)."""
         p = self.prompts
         if p.keep_conds is None or self.config.keep_weight == 0:
             return 0.0
         index = self.rng.randrange(len(p.keep))
         cond = p.keep_conds.select(index)
         with torch.no_grad():
-            frozen = self.predict(x, draw.t, cond, edited=False)
-        edited = self.predict(x, draw.t, cond, edited=True)
+            frozen = self.predict(x, draws, cond, edited=False)
+        edited = self.predict(x, draws, cond, edited=True)
         weight = self.config.keep_weight * self.config.keep_weights[index]
-        return weight * self.weight(draw) * F.mse_loss(edited, frozen)
+        return weight * self.mse(edited, frozen, draws)
 
     def check_finite(self, loss: torch.Tensor, what: str) -> None:
         if not torch.isfinite(loss):

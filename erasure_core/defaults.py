@@ -19,11 +19,20 @@ _COMMON: dict[str, Any] = {
     "alpha": 4.0,  # ours: alpha = rank, so the LoRA scale is 1 and the file behaves the same in every loader.
     "lr": 1e-4,  # ours: LoRA step; the reference uses 1e-5 on full weights (ref §1).
     "steps": 1000,  # ref §1 and §2.5: 1000 parameter iterations.
+    "batch_size": 1,  # ref §1: batch size 1.
     "seed": 0,  # ours
     # How the training latents x_t are produced (ref §1, "per-iteration training sample").
     "sample_guidance": 3.0,  # ref §1: CFG 3 during partial DDIM sampling ("start_guidance").
     "ddim_steps": 50,  # ref §1: 50-step uniform DDIM schedule, index drawn uniformly.
-    "reference_timestep_offset": False,  # ours: the clean version; True reproduces the ~2-step quirk of ref §1.4.
+    "reference_timestep_offset": False,
+    # ours: the latent pool (erasure_core/latent_pool.py) is off by default: on the miniature world it erased less
+    # than fresh sampling (README, "Speed"), so the faithful per-step sampling stays the default.
+    "pool_trajectories": 2,
+    "pool_refreshes": 0,
+    "pool_fresh_steps": 10,  # ours: the noisiest latents (x0-space weights above 26) are cheap to sample fresh.
+    # ours: at SD sizes a GPU spends most of an eager no-gradient forward waiting for Python to launch kernels
+    # (benchmarks/speed.py); replaying captured graphs removes that. Ignored on CPU and by backends without support.
+    "cuda_graphs": True,  # ours: the clean version; True reproduces the ~2-step quirk of ref §1.4.
     # The erasure objective.
     "negative_guidance": 1.0,  # ref §1: eta = 1 in EAP/AGE runs (the new ESD code uses 2).
     "anchor": "",  # ref §1: the unconditional prompt is ESD's anchor.
@@ -43,6 +52,9 @@ _SEARCH: dict[str, Any] = {
     "gumbel_lr": 1e-2,  # ref §2.5, §3.2: Adam 1e-2 on the logits.
     "gumbel_hard": True,  # ref §2.2: straight-through one-hot sample.
     "gumbel_top_k": 2,  # ref §3.1: top-k of the soft mixture (used only when gumbel_hard is False).
+    # ours, only used with the latent pool: 0 = the found concept is preserved on the erased concept's pooled latents
+    # (on the miniature world EAP erased more this way than with 8 drawable words with trajectories of their own).
+    "pool_candidates": 0,
 }
 
 DEFAULTS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(

@@ -51,9 +51,20 @@ def draw_timestep(
     Reference version: sampling starts one DDIM step lower (t_start = -1), stops two indices past t_idx, and the
     loss uses a DDPM timestep drawn in [stride * t_idx, stride * (t_idx + 1)), so the latent is less noisy than t.
     """
+    index = int(torch.randint(steps, (1,), generator=generator))
+    return timestep_at(index, alphas_cumprod, steps, reference_offset, generator)
+
+
+def timestep_at(
+    index: int,
+    alphas_cumprod: torch.Tensor,
+    steps: int,
+    reference_offset: bool,
+    generator: torch.Generator,
+) -> TimestepDraw:
+    """The draw for DDIM index `index` (see `draw_timestep`); the reference version also draws its DDPM timestep."""
     n_train = alphas_cumprod.shape[0]
     schedule = ddim_timesteps(n_train, steps)
-    index = int(torch.randint(steps, (1,), generator=generator))
     if not reference_offset:
         t = schedule[index]
         path = tuple(reversed(schedule[index:]))
@@ -64,6 +75,11 @@ def draw_timestep(
     stop = index - 2
     path = tuple(reversed(start[stop:])) if stop >= 0 else (*reversed(start), 0)
     return TimestepDraw(index, path, t, float(alphas_cumprod[schedule[index]]))
+
+
+def full_path(alphas_cumprod: torch.Tensor, steps: int, reference_offset: bool) -> tuple[int, ...]:
+    """The whole sampling path: every draw's path is a prefix of it, so one trajectory serves every timestep."""
+    return timestep_at(0, alphas_cumprod, steps, reference_offset, torch.Generator().manual_seed(0)).path
 
 
 def loss_weight(draw: TimestepDraw, loss_space: str) -> float:

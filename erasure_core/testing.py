@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -67,13 +68,13 @@ WORDS = [
 MAX_TOKENS = 12
 
 
-def write_clip_tokenizer(folder: Path) -> CLIPTokenizer:
-    """A CLIP BPE tokenizer whose vocabulary has every letter and the whole words in `WORDS`."""
+def write_clip_tokenizer(folder: Path, words: Sequence[str] = WORDS, max_tokens: int = MAX_TOKENS) -> CLIPTokenizer:
+    """A CLIP BPE tokenizer whose vocabulary has every letter and the whole `words` (lower-case a-z)."""
     folder.mkdir(parents=True, exist_ok=True)
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
     tokens = ["<|startoftext|>", "<|endoftext|>", "!"] + letters + [c + "</w>" for c in letters]
     merges: list[str] = []
-    for word in WORDS:  # merge left to right: c a -> ca, ca t</w> -> cat</w>
+    for word in words:  # merge left to right: c a -> ca, ca t</w> -> cat</w>
         prefix = word[0]
         for i, char in enumerate(word[1:], start=1):
             piece = char + ("</w>" if i == len(word) - 1 else "")
@@ -84,7 +85,7 @@ def write_clip_tokenizer(folder: Path) -> CLIPTokenizer:
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n")
     return CLIPTokenizer(
-        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=MAX_TOKENS, pad_token="!"
+        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_tokens, pad_token="!"
     )
 
 
@@ -116,7 +117,7 @@ def _vae() -> AutoencoderKL:
     )
 
 
-def _scheduler() -> DDIMScheduler:
+def sd_scheduler() -> DDIMScheduler:
     return DDIMScheduler(
         num_train_timesteps=1000,
         beta_start=0.00085,
@@ -156,7 +157,7 @@ def tiny_sd1(folder: Path, seed: int = 0) -> StableDiffusionPipeline:
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=_scheduler(),
+        scheduler=sd_scheduler(),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -189,7 +190,7 @@ def tiny_sdxl(folder: Path, seed: int = 0) -> StableDiffusionXLPipeline:
         tokenizer=tokenizer,
         tokenizer_2=tokenizer_2,
         unet=unet,
-        scheduler=_scheduler(),
+        scheduler=sd_scheduler(),
         force_zeros_for_empty_prompt=True,
     )
 

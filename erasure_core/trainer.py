@@ -19,7 +19,7 @@ import torch
 
 from .audit import AuditReport, Probe, audit_loaded
 from .backends.base import Backend
-from .callbacks import INFO_PHASE, INFO_PREVIEW, Callbacks
+from .callbacks import INFO_PHASE, INFO_PREVIEW, INFO_UNET_EVALS, Callbacks
 from .config import EraseConfig
 from .context import Prompts, TrainingContext
 from .errors import Cancelled, ConfigError, ModelError, ResourceError
@@ -213,8 +213,10 @@ def _train(
             raise Cancelled(
                 f"Erasure cancelled at step {step - 1} of {config.steps}; the model is unchanged and nothing was saved."
             )
+        ctx.begin_step(step)
         info = method.train_step(ctx, state)
         info[INFO_PHASE] = "train"
+        info[INFO_UNET_EVALS] = ctx.unet_evals
         result.losses.append(info["loss"])
         if callbacks.preview_every and step % callbacks.preview_every == 0 and ctx.last_latent is not None:
             info[INFO_PREVIEW] = ctx.last_latent

@@ -51,6 +51,16 @@ class Conditioning:
     def repeat(self, n: int) -> Conditioning:
         return Conditioning.cat([self] * n) if n != 1 else self
 
+    def repeat_each(self, n: int) -> Conditioning:
+        """Every prompt n times in a row: [a, b] -> [a, a, b, b] for n = 2."""
+        if n == 1:
+            return self
+        return Conditioning(
+            self.context.repeat_interleave(n, 0),
+            None if self.pooled is None else self.pooled.repeat_interleave(n, 0),
+            None if self.lengths is None else self.lengths.repeat_interleave(n, 0),
+        )
+
     def mix(self, weights: torch.Tensor) -> Conditioning:
         """Weighted sum over the batch (`weights` of shape [B]) → one prompt; keeps the autograd graph of weights."""
         w = weights.to(self.context.dtype)

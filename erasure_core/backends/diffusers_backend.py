@@ -69,6 +69,7 @@ class DiffusersBackend:
     """A `Backend` over diffusers components (a pipeline's unet, text encoder(s), tokenizer(s) and scheduler)."""
 
     module_naming = "diffusers"
+    supports_cuda_graphs = True  # predict_noise never synchronises with the host (see erasure_core/cuda_graphs.py)
 
     def __init__(
         self,
@@ -102,6 +103,7 @@ class DiffusersBackend:
                 "models are supported."
             )
         self.alphas_cumprod = _alphas_cumprod(scheduler).to(self.device)
+        self._size_ids: dict[tuple, torch.Tensor] = {}
         for module in self.encoders():
             module.requires_grad_(False)
         unet.requires_grad_(False)
@@ -144,11 +146,9 @@ class DiffusersBackend:
     def predict_noise(self, x_t: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         kwargs: dict[str, Any] = {}
         if self.arch == "sdxl":
-            height, width = (s * self.vae_scale_factor for s in x_t.shape[-2:])
-            time_ids = torch.tensor([height, width, 0, 0, height, width], device=x_t.device, dtype=x_t.dtype)
             kwargs["added_cond_kwargs"] = {
                 "text_embeds": cond.pooled.to(x_t.dtype),
-                "time_ids": time_ids.expand(x_t.shape[0], -1),
+                "time_ids": self._time_ids(x_t).expand(x_t.shape[0], -1),
             }
         out = self.unet(
             x_t.to(self.dtype), timesteps, encoder_hidden_states=cond.context.to(self.dtype), **kwargs
@@ -157,6 +157,17 @@ class DiffusersBackend:
             a = self.alphas_cumprod[timesteps].view(-1, 1, 1, 1).to(x_t.dtype)
             out = a.sqrt() * out + (1 - a).sqrt() * x_t
         return out
+
+    def _time_ids(self, x_t: torch.Tensor) -> torch.Tensor:
+        """SDXL's size conditioning (original size, crop 0, target size), made once per latent size: creating it
+        from Python numbers inside a forward would copy to the GPU on every call and break CUDA-graph capture."""
+        key = (tuple(x_t.shape[-2:]), x_t.dtype, x_t.device)
+        if key not in self._size_ids:
+            height, width = (s * self.vae_scale_factor for s in x_t.shape[-2:])
+            self._size_ids[key] = torch.tensor(
+                [height, width, 0, 0, height, width], device=x_t.device, dtype=x_t.dtype
+            )
+        return self._size_ids[key]
 
     def latent_shape(self, resolution: int | None = None) -> tuple[int, int, int]:
         size = self.unet.config.sample_size

@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..backends.base import Conditioning
 from ..callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS
 from ..context import TrainingContext
+from ..latent_pool import PoolPrompt
 from .esd import negative_guidance_target
-from .search import SearchState, prepare_search, sample_weights
+from .search import SearchState, prepare_search, sample_weights, search_prompt
 
 
 def prepare(ctx: TrainingContext) -> SearchState:
@@ -29,30 +29,30 @@ def train_step(ctx: TrainingContext, state: SearchState) -> dict[str, Any]:
     index = ctx.pick_erased()
     erased, search = p.erased_conds.select(index), state.searches[index]
 
-    # Parameter step (ref §2.3 step 5): x_e and x_a share z_T and are sampled together.
-    adversarial = search.embed(sample_weights(ctx, search)).detach()
-    draw = ctx.draw()
-    x_e, x_a = ctx.sample_latents(Conditioning.cat([erased, adversarial]), ctx.noise().repeat(2, 1, 1, 1), draw).chunk(
-        2
-    )
+    # Parameter step (ref §2.3 step 5): x_e and x_a share z_T.
+    found = search_prompt(ctx, state, index, sample_weights(ctx, state, index))
+    adversarial = found.cond.detach()
+    draws = ctx.draw()
+    x_e, x_a = ctx.latents([PoolPrompt(("erased", index), erased), found], draws).chunk(2)
     with torch.no_grad():
         eps_anchor, eps_erased, eps_adv = ctx.predict(
-            torch.cat([x_e, x_e, x_a]), draw.t, Conditioning.cat([p.anchor, erased, adversarial]), edited=False
+            torch.cat([x_e, x_e, x_a]), draws, Conditioning.cat([p.anchor, erased, adversarial]), edited=False
         ).chunk(3)
         target = negative_guidance_target(eps_anchor, eps_erased, ctx.eta(index))
     edited_e, edited_a = ctx.predict(
-        torch.cat([x_e, x_a]), draw.t, Conditioning.cat([erased, adversarial]), edited=True
+        torch.cat([x_e, x_a]), draws, Conditioning.cat([erased, adversarial]), edited=True
     ).chunk(2)
-    loss = ctx.weight(draw) * (F.mse_loss(edited_e, target) + c.preserve_weight * F.mse_loss(edited_a, eps_adv))
-    loss = ctx.update_params(loss + ctx.keep_loss(x_e, draw))
+    loss = ctx.mse(edited_e, target, draws) + c.preserve_weight * ctx.mse(edited_a, eps_adv, draws)
+    loss = ctx.update_params(loss + ctx.keep_loss(x_e, draws))
 
     # Logit step (ref §2.3 step 6): maximise the edit's effect on c_a; gradients reach the logits through c_a.
-    weights = sample_weights(ctx, search)
-    adversarial = search.embed(weights)
-    draw = ctx.draw()
-    x_a = ctx.sample_latents(adversarial, ctx.noise(), draw)
+    weights = sample_weights(ctx, state, index)
+    found = search_prompt(ctx, state, index, weights)
+    adversarial = found.cond
+    draws = ctx.draw()
+    x_a = ctx.latents([found], draws)
     with torch.no_grad():
-        eps_adv = ctx.predict(x_a, draw.t, adversarial.detach(), edited=False)
-    gap = F.mse_loss(ctx.predict(x_a, draw.t, adversarial, edited=True), eps_adv)
-    ctx.update_search(-ctx.weight(draw) * gap, state.optimizer)
+        eps_adv = ctx.predict(x_a, draws, adversarial.detach(), edited=False)
+    gap = ctx.mse(ctx.predict(x_a, draws, adversarial, edited=True), eps_adv, draws)
+    ctx.update_search(-gap, state.optimizer)
     return {INFO_LOSS: loss, INFO_CONCEPT: p.erased[index], INFO_FOUND: search.words[int(weights.argmax())]}

@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..backends.base import Conditioning
 from ..callbacks import INFO_CONCEPT, INFO_LOSS
 from ..context import TrainingContext
+from ..latent_pool import PoolPrompt
 
 
 def negative_guidance_target(eps_anchor: torch.Tensor, eps_erased: torch.Tensor, eta: float) -> torch.Tensor:
@@ -29,13 +29,13 @@ def train_step(ctx: TrainingContext, state: Any) -> dict[str, Any]:
     p = ctx.prompts
     index = ctx.pick_erased()
     erased = p.erased_conds.select(index)
-    draw = ctx.draw()
-    x = ctx.sample_latents(erased, ctx.noise(), draw)
+    draws = ctx.draw()
+    x = ctx.latents([PoolPrompt(("erased", index), erased)], draws)
     with torch.no_grad():
         eps_anchor, eps_erased = ctx.predict(
-            torch.cat([x, x]), draw.t, Conditioning.cat([p.anchor, erased]), edited=False
+            torch.cat([x, x]), draws, Conditioning.cat([p.anchor, erased]), edited=False
         ).chunk(2)
         target = negative_guidance_target(eps_anchor, eps_erased, ctx.eta(index))
-    loss = ctx.weight(draw) * F.mse_loss(ctx.predict(x, draw.t, erased, edited=True), target)
-    loss = loss + ctx.keep_loss(x, draw)
+    loss = ctx.mse(ctx.predict(x, draws, erased, edited=True), target, draws)
+    loss = loss + ctx.keep_loss(x, draws)
     return {INFO_LOSS: ctx.update_params(loss), INFO_CONCEPT: p.erased[index]}

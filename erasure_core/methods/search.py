@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from ..adversarial import ConceptSearch
 from ..candidates import find_candidates
 from ..context import TrainingContext
+from ..latent_pool import PoolPrompt
 
 
 @dataclass
 class SearchState:
     searches: list[ConceptSearch]  # aligned with ctx.prompts.erased
     optimizer: torch.optim.Optimizer
+    subsets: dict[int, tuple[int, torch.Tensor]] = field(default_factory=dict)  # index -> (pool period, mask)
 
     def found(self, n: int = 5) -> dict[str, list[str]]:
         return {s.concept: s.ranked(n) for s in self.searches}
@@ -41,6 +43,38 @@ def prepare_search(ctx: TrainingContext) -> SearchState:
     return SearchState(searches, optimizer)
 
 
-def sample_weights(ctx: TrainingContext, search: ConceptSearch) -> torch.Tensor:
+def sample_weights(ctx: TrainingContext, state: SearchState, index: int) -> torch.Tensor:
+    """Gumbel-softmax weights over erased concept `index`'s candidates (within this pool period's subset)."""
     c = ctx.config
-    return search.sample(c.gumbel_temperature, c.gumbel_hard, c.gumbel_top_k, ctx.generator)
+    search = state.searches[index]
+    return search.sample(
+        c.gumbel_temperature, c.gumbel_hard, c.gumbel_top_k, ctx.generator, _subset(ctx, state, index)
+    )
+
+
+def search_prompt(ctx: TrainingContext, state: SearchState, index: int, weights: torch.Tensor) -> PoolPrompt:
+    """The found concept as a latent-pool prompt: keyed by its word when the sample is one word (hard Gumbel)."""
+    search = state.searches[index]
+    cond = search.embed(weights)
+    if ctx.pool is not None and ctx.config.pool_candidates == 0:
+        return PoolPrompt(("erased", index), cond)  # preserved on the erased concept's latents
+    key = ("candidate", index, int(weights.argmax())) if ctx.config.gumbel_hard else None
+    return PoolPrompt(key, cond, shared=False)
+
+
+def _subset(ctx: TrainingContext, state: SearchState, index: int) -> torch.Tensor | None:
+    """The candidates drawable in the current pool period (None without a pool: all of them, as the reference)."""
+    if ctx.pool is None or not ctx.config.gumbel_hard or ctx.config.pool_candidates == 0:
+        return None
+    period, mask = state.subsets.get(index, (-1, None))
+    if period != ctx.pool.period:
+        search = state.searches[index]
+        mask = search.draw_subset(ctx.config.pool_candidates, ctx.generator)
+        state.subsets[index] = (ctx.pool.period, mask)
+        # The period's trajectories for the erased concept and every drawable word, in one batched sampling.
+        words = [
+            PoolPrompt(("candidate", index, int(w)), search.encodings.select(int(w)), shared=False)
+            for w in mask.nonzero()
+        ]
+        ctx.pool.prefetch([PoolPrompt(("erased", index), ctx.prompts.erased_conds.select(index)), *words])
+    return mask

@@ -56,7 +56,7 @@ def svd_lora(delta: torch.Tensor, energy: float, max_rank: int) -> LoraTensors:
         rank = 1
     else:
         kept = torch.cumsum(s**2, 0) / total
-        rank = int(torch.searchsorted(kept, torch.tensor(energy, dtype=kept.dtype)).item()) + 1
+        rank = int(torch.searchsorted(kept, torch.tensor(energy, dtype=kept.dtype, device=kept.device)).item()) + 1
     rank = max(1, min(rank, max_rank, s.numel()))
     root = s[:rank].sqrt()
     up = (u[:, :rank] * root).float()

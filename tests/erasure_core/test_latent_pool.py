@@ -1,0 +1,152 @@
+"""The latent pool hands out exactly the latents a fresh partial sampling would make, at a fraction of the cost."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from erasure_core import erase, make_config
+from erasure_core.adversarial import gumbel_sample
+from erasure_core.backends.base import Conditioning
+from erasure_core.latent_pool import LatentPool, PoolPrompt
+from erasure_core.sampling import ddim_sample, full_path, timestep_at
+from tests.conftest import make_backend
+
+ALPHAS = torch.cumprod(1 - torch.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2, 0)
+SHAPE = (4, 6, 6)
+
+
+class Model:
+    """A cheap deterministic noise predictor that depends on the latent, the timestep and the prompt."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.samples = 0
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        self.calls += 1
+        self.samples += x.shape[0]
+        c = cond.context.mean(dim=(1, 2)).view(-1, 1, 1, 1)
+        return 0.5 * torch.tanh(x) + 0.1 * c + 0.001 * t.view(-1, 1, 1, 1).float()
+
+
+def _cond(value: float) -> Conditioning:
+    return Conditioning(torch.full((1, 3, 2), value))
+
+
+def _pool(model: Model, size: int = 3, reference: bool = False, seed: int = 0) -> tuple[LatentPool, list]:
+    generator = torch.Generator().manual_seed(seed)
+    starts: list[torch.Tensor] = []
+
+    def noise(n: int) -> torch.Tensor:
+        starts.append(torch.randn((n, *SHAPE), generator=generator))
+        return starts[-1]
+
+    path = full_path(ALPHAS, 10, reference)
+    pool = LatentPool(model, noise, _cond(0.0), 3.0, path, ALPHAS, size, torch.Generator().manual_seed(1))
+    return pool, starts
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_pooled_latent_equals_a_fresh_partial_sampling_from_its_start_noise(reference: bool) -> None:
+    model = Model()
+    pool, starts = _pool(model, reference=reference)
+    cond = _cond(0.7)
+    for index in range(10):
+        draw = timestep_at(index, ALPHAS, 10, reference, torch.Generator().manual_seed(index))
+        x = pool.latents([PoolPrompt("erased", cond)], draw)[0]
+        fresh = [ddim_sample(model, z[None], cond, _cond(0.0), 3.0, draw.path, ALPHAS)[0][0] for z in starts[0]]
+        assert any(torch.allclose(x, f, atol=1e-6) for f in fresh)
+
+
+def test_one_batched_sampling_per_period_serves_every_timestep() -> None:
+    model = Model()
+    pool, _ = _pool(model, size=2)
+    prompts = [PoolPrompt("erased", _cond(0.3)), *(PoolPrompt(("word", i), _cond(i), shared=False) for i in range(3))]
+    pool.prefetch(prompts)
+    steps = len(pool.path) - 1
+    assert model.calls == steps  # one guided call per DDIM step for all five trajectories together
+    assert model.samples == steps * 2 * (2 + 3)  # guidance doubles the batch
+    for index in range(10):
+        pool.latents(prompts[:2], timestep_at(index, ALPHAS, 10, False, torch.Generator()))
+    assert model.calls == steps  # drawing latents costs nothing more
+    pool.refresh()
+    pool.latents(prompts[:1], timestep_at(3, ALPHAS, 10, False, torch.Generator()))
+    assert model.calls == 2 * steps  # a new period samples again, from the current model
+
+
+def test_prompts_drawn_together_share_their_start_noise() -> None:
+    model = Model()
+    pool, _ = _pool(model, size=4)
+    top = timestep_at(9, ALPHAS, 10, False, torch.Generator())  # the top timestep: the latent is the start noise
+    for i in range(6):
+        erased, word = pool.latents([PoolPrompt("erased", _cond(0.3)), PoolPrompt(i, _cond(-1.0), shared=False)], top)
+        torch.testing.assert_close(erased, word)
+
+
+def test_gumbel_sample_stays_in_the_allowed_candidates_and_trains_them() -> None:
+    logits = torch.zeros(10, requires_grad=True)
+    allowed = torch.zeros(10, dtype=torch.bool)
+    allowed[[2, 5, 7]] = True
+    generator = torch.Generator().manual_seed(0)
+    picked = set()
+    for _ in range(200):
+        weights = gumbel_sample(logits, 2.0, True, 2, generator, allowed)
+        picked.add(int(weights.argmax()))
+        (weights * torch.arange(10.0)).sum().backward()
+    assert picked == {2, 5, 7}
+    assert logits.grad[allowed].abs().sum() > 0 and logits.grad[~allowed].abs().sum() == 0
+
+
+@pytest.mark.parametrize("method", ["esd", "eap"])
+def test_engine_counts_the_pool_and_spends_far_less_than_fresh_sampling(method: str) -> None:
+    backend = make_backend("sd1", Path(tempfile.mkdtemp()))
+    settings = {"k_closest": 20, "num_centers": 6} if method == "eap" else {}
+    settings = {"steps": 16, "ddim_steps": 20, "audit_samples": 0, **settings}
+    pooled = erase(backend, make_config(method, erase=["cat"], pool_refreshes=1, pool_fresh_steps=0, **settings))
+    fresh = erase(backend, make_config(method, erase=["cat"], pool_refreshes=0, **settings))
+    if method == "esd":
+        # 2 trajectories x 19 guided DDIM steps x 2, plus per step 2 frozen + 1 forward + 1 backward.
+        assert pooled.unet_evals == 2 * 19 * 2 + 16 * 4
+    assert pooled.unet_evals < fresh.unet_evals / 2
+
+
+def test_noisiest_draws_are_sampled_fresh_instead_of_pooled(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = make_backend("sd1", Path(tempfile.mkdtemp()))
+    sampled = []
+    original = LatentPool._sample
+    monkeypatch.setattr(LatentPool, "_sample", lambda self, missing: sampled.append(1) or original(self, missing))
+    settings = {"steps": 12, "ddim_steps": 20, "audit_samples": 0, "pool_refreshes": 1}
+    # Every draw of a 20-step schedule needs at most 19 sampling steps, so with 19 all are fresh: no pool is made.
+    erase(backend, make_config("esd", erase=["cat"], pool_fresh_steps=19, **settings))
+    assert not sampled
+    erase(backend, make_config("esd", erase=["cat"], pool_fresh_steps=0, **settings))
+    assert sampled == [1]
+
+
+def test_several_latents_per_step_weight_each_by_its_own_timestep() -> None:
+    backend = make_backend("sd1", Path(tempfile.mkdtemp()))
+    config = make_config("eap", erase=["cat"], steps=3, ddim_steps=10, batch_size=3, k_closest=20, num_centers=6)
+    result = erase(backend, config.replace(audit_samples=0))
+    assert len(result.losses) == 3 and all(torch.isfinite(torch.tensor(result.losses)))
+    single = erase(backend, config.replace(audit_samples=0, batch_size=1))
+    assert result.unet_evals > 2 * single.unet_evals  # three latents per step cost about three times one
+
+
+def test_context_mse_is_the_mean_of_per_latent_weighted_errors() -> None:
+    from erasure_core.context import Draws
+
+    draws = Draws(tuple(timestep_at(i, ALPHAS, 10, False, torch.Generator()) for i in (1, 8)))
+    prediction, target = torch.randn(4, *SHAPE), torch.randn(4, *SHAPE)  # two prompts x two draws
+    weights = torch.tensor([(1 - d.alpha_bar) / d.alpha_bar for d in draws.items]).repeat(2)
+    expected = (weights * (prediction - target).pow(2).flatten(1).mean(1)).mean()
+
+    class Ctx:
+        config = make_config("eap", erase=["cat"])
+
+    from erasure_core.context import TrainingContext
+
+    torch.testing.assert_close(TrainingContext.mse(Ctx(), prediction, target, draws), expected)
