@@ -1,0 +1,280 @@
+"""Speed and memory of each method's default recipe next to the reference implementations' loop, in one run.
+
+    python -m benchmarks.speed --models small,miniworld                   # the CPU comparison
+    python -m benchmarks.speed --models sd15,sdxl --device cuda           # full-size SD1.5 / SDXL on a GPU
+    python -m benchmarks.speed --tiny                                     # a check that it works (< 2 min, CPU)
+
+Models have random weights (`speed_models.py`); speed does not depend on their values. For every model and method:
+- the default recipe runs through `erasure_core.erase` for one latent-pool period (steps / pool_refreshes steps, one
+  pool refresh included), timed after the set-up (prompt encoding, EAP/AGE's candidate search, LoRA injection);
+  its projected time to erase one concept is set-up + pool_refreshes x the period;
+- the faithful reference loop (`reference_loop.py`) runs a few iterations after one warm-up; its projected time is
+  seconds per iteration x the reference recipe's iterations (ESD 1000, EAP/AGE 2000).
+UNet evaluations are counted by the engine (one per sample per forward, one per sample a backward passes through).
+On CUDA the default recipe runs in bf16 with fp32 LoRA weights, as a host that loaded the model in half precision
+would, and the reference in fp32 as its code does. Peak memory is the process's resident memory on a CPU and the
+allocator's peak on a GPU, measured for each run separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from erasure_core import erase, make_config
+from erasure_core.callbacks import INFO_PHASE, INFO_UNET_EVALS, Callbacks
+from erasure_core.config import EraseConfig, config_class
+
+from .reference_loop import REFERENCE_ITERATIONS, ReferenceLoop
+from .speed_models import MODELS
+
+CONCEPT = "cat"
+TRAINED = ("esd", "eap", "age")
+# --tiny: the test suite's model, short runs; enough to check that every path works.
+TINY = {"steps": 8, "ddim_steps": 10, "k_closest": 20, "num_centers": 6, "pool_candidates": 4}
+
+
+class PeakMemory:
+    """Peak memory of a block: CUDA allocator peak, or the process's resident set sampled every 5 ms."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak_mb = 0.0
+
+    @contextmanager
+    def measure(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            yield self
+            torch.cuda.synchronize(self.device)
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+            return
+        done = threading.Event()
+        peak = [_rss_mb()]
+
+        def poll() -> None:
+            while not done.wait(0.005):
+                peak[0] = max(peak[0], _rss_mb())
+
+        thread = threading.Thread(target=poll, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            done.set()
+            thread.join()
+            self.peak_mb = max(peak[0], _rss_mb())
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class _Clock(Callbacks):
+    """Times the set-up (until the first step is about to run) and the training steps of one `erase` call."""
+
+    def __init__(self, device: torch.device) -> None:
+        super().__init__(on_step=self._on_step, should_stop=self._should_stop)
+        self.device = device
+        self.start = self.train_start = self.first_step_end = self.end = 0.0
+        self.first_step_evals = self.evals = 0
+
+    def _should_stop(self) -> bool:
+        if not self.train_start:
+            _sync(self.device)
+            self.train_start = time.perf_counter()
+        return False
+
+    def _on_step(self, step: int, total: int, info: dict[str, Any]) -> None:
+        if info.get(INFO_PHASE) == "train" and step in (1, total):
+            _sync(self.device)
+            now = time.perf_counter()
+            if step == 1:
+                self.first_step_end, self.first_step_evals = now, info[INFO_UNET_EVALS]
+            self.end, self.evals = now, info[INFO_UNET_EVALS]
+
+
+def default_recipe(backend, method: str, overrides: dict[str, Any], period_steps: int | None) -> dict[str, Any]:
+    """Time one pool period of `method`'s default recipe (or its first `period_steps` steps) and project the run.
+
+    The first step of a period samples the pool; the others cost the same as each other, so a shortened period
+    projects as first step + (period - 1) x the mean of the others.
+    """
+    known = {f.name for f in dataclasses.fields(config_class(method))}
+    full: EraseConfig = make_config(method, erase=[CONCEPT], **{k: v for k, v in overrides.items() if k in known})
+    memory = PeakMemory(backend.device)
+    clock = _Clock(backend.device)
+    if method == "uce":
+        with memory.measure():
+            result = erase(backend, full.replace(audit_samples=0))
+        return {"recipe": "default", "steps": 1, "projected_s": result.seconds, "peak_mb": memory.peak_mb}
+    periods = max(1, full.pool_refreshes)
+    period = math.ceil(full.steps / periods)
+    timed = min(period, max(2, period_steps or period))
+    config = full.replace(steps=timed, pool_refreshes=min(1, full.pool_refreshes), audit_samples=0)
+    with memory.measure():
+        clock.start = time.perf_counter()
+        erase(backend, config, callbacks=clock)
+    setup = clock.train_start - clock.start
+    first = clock.first_step_end - clock.train_start
+    rest = (clock.end - clock.first_step_end) / (timed - 1)
+    per_period = first + (period - 1) * rest
+    evals_rest = (clock.evals - clock.first_step_evals) / (timed - 1)
+    return {
+        "recipe": "default",
+        "steps": full.steps,
+        "timed_steps": timed,
+        "setup_s": setup,
+        "s_per_step": per_period / period,
+        "projected_s": setup + periods * per_period,
+        "unet_evals_per_concept": periods * (clock.first_step_evals + (period - 1) * evals_rest),
+        "peak_mb": memory.peak_mb,
+    }
+
+
+def reference(backend, method: str, iterations: int) -> dict[str, Any]:
+    memory = PeakMemory(backend.device)
+    with memory.measure():
+        words = backend.vocabulary()[:100]  # the candidate set (EN3K words in the reference; set-up not timed)
+        loop = ReferenceLoop(backend, method, CONCEPT, words)
+        try:
+            loop.run(1)  # warm-up
+            timing = loop.run(iterations)
+        finally:
+            loop.close()
+    total = REFERENCE_ITERATIONS[method]
+    return {
+        "recipe": "reference",
+        "steps": total,
+        "timed_steps": timing.iterations,
+        "s_per_step": timing.seconds_per_iteration,
+        "projected_s": timing.seconds_per_iteration * total,
+        "unet_evals_per_concept": timing.unet_evals_per_iteration * total,
+        "peak_mb": memory.peak_mb,
+    }
+
+
+def bench_model(
+    name: str,
+    device: str,
+    methods: list[str],
+    iterations: int,
+    overrides: dict,
+    period_steps: int | None,
+    save: Callable[[], None],
+) -> dict[str, Any]:
+    """Every method on one model; `save` is called after each method so that a cut-off run keeps its rows."""
+    backend = MODELS[name](device)
+    fp32 = backend.dtype
+    low = torch.bfloat16 if backend.device.type == "cuda" else fp32
+    rows: dict[str, Any] = {}
+    result = {"default_dtype": str(low).replace("torch.", ""), "methods": rows}
+    for dtype in {fp32, low}:  # first-call costs (CUDA context, kernel selection) are not part of any recipe
+        _set_dtype(backend, dtype)
+        erase(backend, make_config("esd", erase=[CONCEPT], steps=2, ddim_steps=4, pool_refreshes=1, audit_samples=0))
+    for method in methods:
+        _set_dtype(backend, low)
+        row = {"default": default_recipe(backend, method, overrides, period_steps)}
+        if method in TRAINED and iterations > 0:
+            _set_dtype(backend, fp32)
+            row["reference"] = reference(backend, method, iterations)
+            row["speedup"] = row["reference"]["projected_s"] / row["default"]["projected_s"]
+            row["evals_ratio"] = row["reference"]["unet_evals_per_concept"] / row["default"]["unet_evals_per_concept"]
+        rows[method] = row
+        print(_lines(name, method, row), flush=True)
+        save()
+    return result
+
+
+def _set_dtype(backend, dtype: torch.dtype) -> None:
+    if backend.dtype != dtype:
+        for module in (backend.unet, *backend.encoders()):
+            module.to(dtype)
+
+
+def _lines(model: str, method: str, row: dict[str, Any]) -> str:
+    out = []
+    for recipe in ("default", "reference"):
+        if (r := row.get(recipe)) is None:
+            continue
+        evals = r.get("unet_evals_per_concept")
+        speedup = f"{row['speedup']:.1f}x" if recipe == "default" and "speedup" in row else ""
+        out.append(
+            f"| {model} | {method} | {recipe} | {r['steps']} | {r.get('s_per_step', math.nan):.4f} | "
+            f"{r['projected_s']:.1f} | {'' if evals is None else f'{evals:,.0f}'} | {r['peak_mb']:,.0f} | {speedup} |"
+        )
+    return "\n".join(out)
+
+
+HEADER = (
+    "| model | method | recipe | steps | s/step | projected s per concept | UNet evals per concept | peak MB | speed-up |\n"
+    "|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def _machine(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(device)
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="small,miniworld", help=f"comma-separated: {', '.join(MODELS)}")
+    parser.add_argument("--methods", default="esd,eap,age,uce")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--iterations", type=int, default=3, help="timed reference iterations per method (0: no reference)"
+    )
+    parser.add_argument(
+        "--period-steps", type=int, help="time only the first N steps of the default recipe's pool period"
+    )
+    parser.add_argument("--tiny", action="store_true", help="the tiny test model and short runs (CI check)")
+    parser.add_argument("--set", help="extra engine settings for the default recipe, as JSON")
+    parser.add_argument("--json", help="write the report here")
+    args = parser.parse_args(argv)
+    overrides = json.loads(args.set or "{}")
+    models = args.models.split(",")
+    if args.tiny:
+        models, args.iterations, overrides = ["tiny"], 1, {**TINY, **overrides}
+    if unknown := sorted(set(models) - set(MODELS)):
+        raise SystemExit(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
+    methods = args.methods.split(",")
+    print(f"Machine: {_machine(args.device)}\n\n{HEADER}", flush=True)
+    report: dict[str, Any] = {"machine": _machine(args.device), "overrides": overrides, "models": {}}
+
+    def save() -> None:
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(report, indent=2))
+
+    for name in models:
+        report["models"][name] = {}
+        report["models"][name] = bench_model(
+            name, args.device, methods, args.iterations, overrides, args.period_steps, save
+        )
+    save()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""The speed benchmark's --tiny run: every method, the default recipe next to the faithful reference loop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import speed
+from benchmarks.reference_loop import REFERENCE_ITERATIONS
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    path = tmp_path_factory.mktemp("speed") / "speed.json"
+    assert speed.main(["--tiny", "--json", str(path)]) == 0
+    return json.loads(Path(path).read_text())
+
+
+def test_tiny_run_reports_every_method_with_both_recipes(report: dict) -> None:
+    rows = report["models"]["tiny"]["methods"]
+    assert set(rows) == {"esd", "eap", "age", "uce"}
+    for method in ("esd", "eap", "age"):
+        default, reference = rows[method]["default"], rows[method]["reference"]
+        assert reference["steps"] == REFERENCE_ITERATIONS[method]
+        for row in (default, reference):
+            assert row["projected_s"] > 0 and row["peak_mb"] > 0 and row["unet_evals_per_concept"] > 0
+        assert rows[method]["speedup"] == pytest.approx(reference["projected_s"] / default["projected_s"])
+    assert rows["uce"]["default"]["projected_s"] > 0 and "reference" not in rows["uce"]
+
+
+def test_reference_loop_costs_what_the_issue_counts_from_the_reference_code(report: dict) -> None:
+    rows = report["models"]["tiny"]["methods"]
+    # About 54 UNet evaluations per ESD iteration and 107 per EAP loop iteration (the issue's count).
+    assert rows["esd"]["reference"]["unet_evals_per_concept"] / 1000 == pytest.approx(54, abs=3)
+    assert rows["eap"]["reference"]["unet_evals_per_concept"] / 2000 == pytest.approx(107, abs=6)
+
+
+def test_default_recipe_spends_far_fewer_unet_evaluations(report: dict) -> None:
+    for method in ("esd", "eap", "age"):
+        row = report["models"]["tiny"]["methods"][method]
+        assert row["default"]["unet_evals_per_concept"] * 20 < row["reference"]["unet_evals_per_concept"]
+
+
+def test_reference_loop_trains_full_weights_on_a_second_copy_and_restores_them(tmp_path: Path) -> None:
+    from benchmarks.reference_loop import ReferenceLoop
+    from tests.conftest import make_backend
+
+    backend = make_backend("sd1", tmp_path)
+    before = backend.fingerprint()
+    loop = ReferenceLoop(backend, "eap", "cat", ["dog", "car", "tree"])
+    assert loop.frozen.unet is not backend.unet
+    loop.run(2)
+    assert backend.fingerprint() != before  # the reference fine-tunes the weights themselves
+    assert loop.unet_evals > 0
+    loop.close()
+    assert backend.fingerprint() == before
