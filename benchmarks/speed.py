@@ -213,8 +213,9 @@ def _lines(model: str, method: str, row: dict[str, Any]) -> str:
             continue
         evals = r.get("unet_evals_per_concept")
         speedup = f"{row['speedup']:.1f}x" if recipe == "default" and "speedup" in row else ""
+        per_step = f"{r['s_per_step']:.4f}" if "s_per_step" in r else ""
         out.append(
-            f"| {model} | {method} | {recipe} | {r['steps']} | {r.get('s_per_step', math.nan):.4f} | "
+            f"| {model} | {method} | {recipe} | {r['steps']} | {per_step} | "
             f"{r['projected_s']:.1f} | {'' if evals is None else f'{evals:,.0f}'} | {r['peak_mb']:,.0f} | {speedup} |"
         )
     return "\n".join(out)
@@ -224,6 +225,16 @@ HEADER = (
     "| model | method | recipe | steps | s/step | projected s per concept | UNet evals per concept | peak MB | speed-up |\n"
     "|---|---|---|---|---|---|---|---|---|"
 )
+
+
+def show(report: dict[str, Any]) -> str:
+    """A saved report as the table `main` prints while it runs."""
+    settings = f", settings {json.dumps(report['overrides'])}" if report.get("overrides") else ""
+    lines = [f"{report['machine']}{settings}", "", HEADER]
+    for model, entry in report["models"].items():
+        for method, row in entry.get("methods", {}).items():
+            lines.append(_lines(model, method, row))
+    return "\n".join(lines)
 
 
 def _machine(device: str) -> str:
@@ -251,7 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="the tiny test model and short runs (CI check)")
     parser.add_argument("--set", help="extra engine settings for the default recipe, as JSON")
     parser.add_argument("--json", help="write the report here")
+    parser.add_argument("--show", nargs="+", metavar="JSON", help="print the tables of saved reports and exit")
     args = parser.parse_args(argv)
+    if args.show:
+        for path in args.show:
+            print(show(json.loads(Path(path).read_text())) + "\n")
+        return 0
     overrides = json.loads(args.set or "{}")
     models = args.models.split(",")
     if args.tiny:

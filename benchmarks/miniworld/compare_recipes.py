@@ -33,10 +33,11 @@ def compare(faithful: dict, default: dict) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict]) -> str:
+def markdown(rows: list[dict], labels: tuple[str, str] = ("faithful", "default")) -> str:
+    a, b = labels
     lines = [
-        "| method | ESR-1 faithful | ESR-1 default | diff | PSR-1 faithful | PSR-1 default | diff | within 2 points "
-        "| UNet evals faithful / default | seconds faithful / default |",
+        f"| method | ESR-1 {a} | ESR-1 {b} | diff | PSR-1 {a} | PSR-1 {b} | diff | within 2 points "
+        f"| UNet evals {a} / {b} | seconds {a} / {b} |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -53,9 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("faithful")
     parser.add_argument("default")
     parser.add_argument("--markdown", help="also write the table here")
+    parser.add_argument("--labels", default="faithful,default", help="column names of the two reports")
     args = parser.parse_args(argv)
     rows = compare(json.loads(Path(args.faithful).read_text()), json.loads(Path(args.default).read_text()))
-    table = markdown(rows)
+    first, second = args.labels.split(",")
+    table = markdown(rows, (first, second))
     print(table)
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
