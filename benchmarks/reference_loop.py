@@ -79,13 +79,13 @@ class ReferenceLoop:
         so that a few iterations cost what the average of the reference's uniform draws costs."""
         device = self.backend.device
         evals = self.unet_evals
-        _sync(device)
+        cuda_sync(device)
         start = time.perf_counter()
         for k in range(iterations):
             self._index = int((k + 0.5) * DDIM_STEPS / iterations)
             getattr(self, f"_{self.method}_iteration")()
             self.iteration += 1
-        _sync(device)
+        cuda_sync(device)
         seconds = time.perf_counter() - start
         return ReferenceTiming(iterations, seconds / iterations, (self.unet_evals - evals) / iterations)
 
@@ -179,6 +179,7 @@ class ReferenceLoop:
         optimizer.step()
 
 
-def _sync(device: torch.device) -> None:
+def cuda_sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so that wall-clock timings include it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -37,7 +37,7 @@ from erasure_core import erase, make_config
 from erasure_core.callbacks import INFO_PHASE, INFO_UNET_EVALS, Callbacks
 from erasure_core.config import EraseConfig, config_class
 
-from .reference_loop import REFERENCE_ITERATIONS, ReferenceLoop
+from .reference_loop import REFERENCE_ITERATIONS, ReferenceLoop, cuda_sync
 from .speed_models import MODELS
 
 CONCEPT = "cat"
@@ -95,13 +95,13 @@ class _Clock(Callbacks):
 
     def _should_stop(self) -> bool:
         if not self.train_start:
-            _sync(self.device)
+            cuda_sync(self.device)
             self.train_start = time.perf_counter()
         return False
 
     def _on_step(self, step: int, total: int, info: dict[str, Any]) -> None:
         if info.get(INFO_PHASE) == "train" and step in (1, total):
-            _sync(self.device)
+            cuda_sync(self.device)
             now = time.perf_counter()
             if step == 1:
                 self.first_step_end, self.first_step_evals = now, info[INFO_UNET_EVALS]
@@ -241,11 +241,6 @@ def _machine(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(device)
     return f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -148,10 +148,10 @@ class TrainingContext:
         no key (a soft mixture that is new at every step).
         """
         fresh = self.pool is None or any(p.key is None for p in prompts)
+        cond = Conditioning.cat([p.cond for p in prompts])
         per_draw = []
         for draw in draws.items:
             if fresh or len(draw.path) - 1 <= self.config.pool_fresh_steps:
-                cond = Conditioning.cat([p.cond for p in prompts])
                 per_draw.append(self.sample_latents(cond, self.noise().repeat(len(prompts), 1, 1, 1), draw))
             else:
                 per_draw.append(self.pool.latents(prompts, draw))
@@ -161,18 +161,15 @@ class TrainingContext:
 
     def sample_latents(self, cond: Conditioning, z: torch.Tensor, draw: TimestepDraw) -> torch.Tensor:
         """x_t from the *current* model (edit on) with guidance `sample_guidance`, one trajectory per prompt."""
-        cond = cond.detach()
-        x, _ = ddim_sample(
+        return ddim_sample(
             self._forward,
             z,
-            cond,
+            cond.detach(),
             self.prompts.uncond,
             self.config.sample_guidance,
             draw.path,
             self.backend.alphas_cumprod,
-        )
-        self.last_latent = x[0].detach()
-        return x
+        )[0]
 
     def mse(self, prediction: torch.Tensor, target: torch.Tensor, draws: Draws) -> torch.Tensor:
         """Mean squared error per latent, weighted by its timestep's loss weight (x0-space: (1 - a) / a), averaged."""

@@ -24,7 +24,7 @@ _COMMON: dict[str, Any] = {
     # How the training latents x_t are produced (ref §1, "per-iteration training sample").
     "sample_guidance": 3.0,  # ref §1: CFG 3 during partial DDIM sampling ("start_guidance").
     "ddim_steps": 50,  # ref §1: 50-step uniform DDIM schedule, index drawn uniformly.
-    "reference_timestep_offset": False,
+    "reference_timestep_offset": False,  # ours: the clean version; True reproduces the ~2-step quirk of ref §1.4.
     # ours: the latent pool (erasure_core/latent_pool.py) is off by default: on the miniature world it erased less
     # than fresh sampling (README, "Speed"), so the faithful per-step sampling stays the default.
     "pool_trajectories": 2,
@@ -32,7 +32,7 @@ _COMMON: dict[str, Any] = {
     "pool_fresh_steps": 10,  # ours: the noisiest latents (x0-space weights above 26) are cheap to sample fresh.
     # ours: at SD sizes a GPU spends most of an eager no-gradient forward waiting for Python to launch kernels
     # (benchmarks/speed.py); replaying captured graphs removes that. Ignored on CPU and by backends without support.
-    "cuda_graphs": True,  # ours: the clean version; True reproduces the ~2-step quirk of ref §1.4.
+    "cuda_graphs": True,
     # The erasure objective.
     "negative_guidance": 1.0,  # ref §1: eta = 1 in EAP/AGE runs (the new ESD code uses 2).
     "anchor": "",  # ref §1: the unconditional prompt is ESD's anchor.
