@@ -5,7 +5,8 @@
     python -m benchmarks.speed --tiny                                     # a check that it works (< 2 min, CPU)
 
 Models have random weights (`speed_models.py`); speed does not depend on their values. For every model and method:
-- the default recipe runs through `erasure_core.erase` for one latent-pool period (steps / pool_refreshes steps, one
+- the default recipe (the engine's defaults; the demo model's own recipe for `miniworld`) runs through
+  `erasure_core.erase` for one latent-pool period (steps / pool_refreshes steps, one
   pool refresh included), timed after the set-up (prompt encoding, EAP/AGE's candidate search, LoRA injection);
   its projected time to erase one concept is set-up + pool_refreshes x the period;
 - the faithful reference loop (`reference_loop.py`) runs a few iterations after one warm-up; its projected time is
@@ -38,7 +39,7 @@ from erasure_core.callbacks import INFO_PHASE, INFO_UNET_EVALS, Callbacks
 from erasure_core.config import EraseConfig, config_class
 
 from .reference_loop import REFERENCE_ITERATIONS, ReferenceLoop, cuda_sync
-from .speed_models import MODELS
+from .speed_models import MODELS, RECIPES
 
 CONCEPT = "cat"
 TRAINED = ("esd", "eap", "age")
@@ -179,6 +180,7 @@ def bench_model(
 ) -> dict[str, Any]:
     """Every method on one model; `save` is called after each method so that a cut-off run keeps its rows."""
     backend = MODELS[name](device)
+    overrides = {**RECIPES.get(name, {}), **overrides}
     fp32 = backend.dtype
     low = torch.bfloat16 if backend.device.type == "cuda" else fp32
     rows: dict[str, Any] = {}

@@ -18,6 +18,7 @@ from diffusers import UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from erasure_core.backends.diffusers_backend import DiffusersBackend
+from erasure_core.defaults import MINIWORLD_RECIPE
 from erasure_core.testing import WORDS, sd_scheduler, tiny_sd1, write_clip_tokenizer
 
 SD15_UNET = {
@@ -132,3 +133,7 @@ MODELS: dict[str, Callable[[str], DiffusersBackend]] = {
     "sd15": sd15,
     "sdxl": sdxl,
 }
+
+# Settings a model runs with by default where they differ from the engine's defaults: the demo model's own recipe
+# (what `--model demo` and the miniature-world benchmark use).
+RECIPES: dict[str, dict] = {"miniworld": dict(MINIWORLD_RECIPE)}

@@ -19,6 +19,7 @@ from .errors import ConfigError
 from .layers import LAYER_SET_HELP, LAYER_SETS
 
 LOSS_SPACES = ("eps", "x0")
+POOL_MODELS = ("current", "original")
 
 
 def _opt(help: str, **meta: Any) -> Any:
@@ -104,8 +105,13 @@ class EraseConfig:
     )
     pool_fresh_steps: int | None = _opt(
         "Latents whose partial sampling takes at most this many DDIM steps (the noisiest ones) are sampled fresh "
-        "instead of taken from the pool.",
+        "instead of taken from the pool (0 = none).",
         min=0,
+    )
+    pool_model: str | None = _opt(
+        "Model that samples the pool's trajectories: 'current' (the edited model, as the reference's sampling) or "
+        "'original' (the unedited model, whose predictions along them then serve as the targets for free).",
+        choices=POOL_MODELS,
     )
     cuda_graphs: bool | None = _opt(
         "On CUDA, replay the no-gradient UNet calls (frozen model, latent sampling) from CUDA graphs (backends that "

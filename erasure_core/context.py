@@ -53,6 +53,15 @@ class Draws:
         return torch.tensor(values, device=device, dtype=dtype).repeat(rows // k)
 
 
+@dataclass
+class Latents:
+    """A step's training latents, and per prompt the original model's (eps_uncond, eps_cond) at that prompt's rows
+    where the latent pool already computed them while sampling (`pool_model="original"`), else None."""
+
+    x: torch.Tensor
+    original: list[tuple[torch.Tensor, torch.Tensor] | None]
+
+
 class TrainingContext:
     """Shared machinery of one run. Counts UNet evaluations (one per sample per forward, one per backward)."""
 
@@ -78,8 +87,9 @@ class TrainingContext:
             self._graphed = GraphedPredict(backend.predict_noise)
         self.pool: LatentPool | None = None
         if config.pool_refreshes > 0:
+            original = config.pool_model == "original"
             self.pool = LatentPool(
-                self._forward,
+                self._forward_original if original else self._forward,
                 self.noise,
                 prompts.uncond,
                 config.sample_guidance,
@@ -87,6 +97,7 @@ class TrainingContext:
                 backend.alphas_cumprod,
                 config.pool_trajectories,
                 self.generator,
+                keep_predictions=original,
             )
         self._refresh_every = math.ceil(config.steps / max(1, config.pool_refreshes))
 
@@ -110,6 +121,10 @@ class TrainingContext:
             return self._graphed(x, timesteps, cond, edited)
         return self.backend.predict_noise(x, timesteps, cond)
 
+    def _forward_original(self, x: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        with edit_disabled(self.backend.unet):
+            return self._forward(x, timesteps, cond, edited=False)
+
     def predict(self, x: torch.Tensor, draws: Draws, cond: Conditioning, *, edited: bool) -> torch.Tensor:
         """Noise prediction of the edited model (LoRA on) or of the original model (the same UNet, LoRA off).
 
@@ -118,10 +133,7 @@ class TrainingContext:
         timesteps = draws.per_row([d.t for d in draws.items], x.shape[0], x.device, torch.long)
         if len(cond) != x.shape[0]:
             cond = cond.repeat_each(len(draws))
-        if edited:
-            return self._forward(x, timesteps, cond)
-        with edit_disabled(self.backend.unet):
-            return self._forward(x, timesteps, cond, edited=False)
+        return self._forward(x, timesteps, cond) if edited else self._forward_original(x, timesteps, cond)
 
     # -- samples ----------------------------------------------------------------------------------------------
     def draw(self) -> Draws:
@@ -147,17 +159,34 @@ class TrainingContext:
         timesteps, which carry the x0-space loss's largest weights and cost little to sample), or when a prompt has
         no key (a soft mixture that is new at every step).
         """
+        return self.latents_with_predictions(prompts, draws).x
+
+    def latents_with_predictions(self, prompts: Sequence[PoolPrompt], draws: Draws) -> Latents:
+        """`latents`, plus the original model's predictions there where the pool already has them."""
         fresh = self.pool is None or any(p.key is None for p in prompts)
         cond = Conditioning.cat([p.cond for p in prompts])
-        per_draw = []
+        per_draw, known = [], []
         for draw in draws.items:
-            if fresh or len(draw.path) - 1 <= self.config.pool_fresh_steps:
+            if fresh or self._sample_fresh(draw):
                 per_draw.append(self.sample_latents(cond, self.noise().repeat(len(prompts), 1, 1, 1), draw))
+                known.append([None] * len(prompts))
             else:
-                per_draw.append(self.pool.latents(prompts, draw))
+                x, predictions = self.pool.visit(prompts, draw)
+                per_draw.append(x)
+                # Only the latent's own timestep has them; the reference offset trains at another one.
+                known.append(predictions if draw.t == draw.path[-1] else [None] * len(prompts))
         x = torch.stack(per_draw, dim=1).flatten(0, 1)  # [draw, prompt] -> prompt-major rows
         self.last_latent = x[0].detach()
-        return x
+        original = []
+        for i in range(len(prompts)):
+            rows = [k[i] for k in known]
+            complete = all(r is not None for r in rows)
+            original.append(tuple(torch.cat(parts) for parts in zip(*rows, strict=True)) if complete else None)
+        return Latents(x, original)
+
+    def _sample_fresh(self, draw: TimestepDraw) -> bool:
+        """Whether the draw's latent is sampled fresh although the pool is on (`pool_fresh_steps`; 0 = never)."""
+        return self.config.pool_fresh_steps > 0 and len(draw.path) - 1 <= self.config.pool_fresh_steps
 
     def sample_latents(self, cond: Conditioning, z: torch.Tensor, draw: TimestepDraw) -> torch.Tensor:
         """x_t from the *current* model (edit on) with guidance `sample_guidance`, one trajectory per prompt."""

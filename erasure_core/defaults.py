@@ -29,6 +29,7 @@ _COMMON: dict[str, Any] = {
     # than fresh sampling (README, "Speed"), so the faithful per-step sampling stays the default.
     "pool_trajectories": 2,
     "pool_refreshes": 0,
+    "pool_model": "current",
     "pool_fresh_steps": 10,  # ours: the noisiest latents (x0-space weights above 26) are cheap to sample fresh.
     # ours: at SD sizes a GPU spends most of an eager no-gradient forward waiting for Python to launch kernels
     # (benchmarks/speed.py); replaying captured graphs removes that. Ignored on CPU and by backends without support.

@@ -92,15 +92,31 @@ def loss_weight(draw: TimestepDraw, loss_space: str) -> float:
     return 1.0
 
 
-def guided_noise(
-    predict: Predict, x: torch.Tensor, t: int, cond: Conditioning, uncond: Conditioning, guidance: float
-) -> torch.Tensor:
-    """Classifier-free guidance, conditional and unconditional halves in one batched call."""
+def guided_halves(
+    predict: Predict, x: torch.Tensor, t: int, cond: Conditioning, uncond: Conditioning
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unconditional and conditional predictions at (x, t), in one batched call."""
     batch = x.shape[0]
     timesteps = torch.full((2 * batch,), t, device=x.device, dtype=torch.long)
     both = predict(torch.cat([x, x]), timesteps, Conditioning.cat([uncond.repeat(batch), cond]))
     eps_uncond, eps_cond = both.chunk(2)
+    return eps_uncond, eps_cond
+
+
+def guided_noise(
+    predict: Predict, x: torch.Tensor, t: int, cond: Conditioning, uncond: Conditioning, guidance: float
+) -> torch.Tensor:
+    """Classifier-free guidance, conditional and unconditional halves in one batched call."""
+    eps_uncond, eps_cond = guided_halves(predict, x, t, cond, uncond)
     return eps_uncond + guidance * (eps_cond - eps_uncond)
+
+
+def ddim_step(x: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """One deterministic DDIM step (eta 0) from timestep t to t_prev; t_prev == 0 returns the x0-prediction."""
+    a_t = alphas_cumprod[t]
+    a_prev = alphas_cumprod[t_prev] if t_prev > 0 else alphas_cumprod[0]
+    x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+    return x0 if t_prev == 0 else a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
 
 
 @torch.no_grad()
@@ -121,11 +137,37 @@ def ddim_sample(
     x = z
     recorded: dict[int, torch.Tensor] = {path[0]: x} if path[0] in record else {}
     for t, t_prev in itertools.pairwise(path):
-        eps = guided_noise(predict, x, t, cond, uncond, guidance)
-        a_t = alphas_cumprod[t]
-        a_prev = alphas_cumprod[t_prev] if t_prev > 0 else alphas_cumprod[0]
-        x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
-        x = x0 if t_prev == 0 else a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+        x = ddim_step(x, guided_noise(predict, x, t, cond, uncond, guidance), t, t_prev, alphas_cumprod)
         if t_prev in record:
             recorded[t_prev] = x
     return x, recorded
+
+
+@dataclass(frozen=True)
+class Visit:
+    """A trajectory's latents at one timestep, with the model's unconditional and conditional predictions there."""
+
+    x: torch.Tensor
+    eps_uncond: torch.Tensor
+    eps_cond: torch.Tensor
+
+
+@torch.no_grad()
+def ddim_trajectory(
+    predict: Predict,
+    z: torch.Tensor,
+    cond: Conditioning,
+    uncond: Conditioning,
+    guidance: float,
+    path: Sequence[int],
+    alphas_cumprod: torch.Tensor,
+) -> dict[int, Visit]:
+    """Guided DDIM down `path`, keeping every timestep's latents and both predictions made there (one more guided
+    evaluation than `ddim_sample`, at the last timestep, so that every visited latent has its predictions)."""
+    x, visits = z, {}
+    for i, t in enumerate(path):
+        eps_uncond, eps_cond = guided_halves(predict, x, t, cond, uncond)
+        visits[t] = Visit(x, eps_uncond, eps_cond)
+        if i + 1 < len(path):
+            x = ddim_step(x, eps_uncond + guidance * (eps_cond - eps_uncond), t, path[i + 1], alphas_cumprod)
+    return visits

@@ -172,13 +172,14 @@ def _encode_prompts(backend: Backend, config: EraseConfig) -> Prompts:
     texts = erased + keep + ["", config.anchor]
     conds = backend.encode_prompts(texts)
     n_e, n_k = len(erased), len(keep)
+    uncond = conds.select(n_e + n_k)
     return Prompts(
         erased=erased,
         erased_conds=conds.select(slice(0, n_e)),
         keep=keep,
         keep_conds=conds.select(slice(n_e, n_e + n_k)) if keep else None,
-        uncond=conds.select(n_e + n_k),
-        anchor=conds.select(n_e + n_k + 1),
+        uncond=uncond,
+        anchor=uncond if config.anchor == "" else conds.select(n_e + n_k + 1),  # the same object: see original_pair
     )
 
 

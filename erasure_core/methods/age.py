@@ -35,11 +35,18 @@ def train_step(ctx: TrainingContext, state: SearchState) -> dict[str, Any]:
     target = search_prompt(ctx, state, index, sample_weights(ctx, state, index))
     target_cond = target.cond.detach()
     draws = ctx.draw()
-    x_e, x_t = ctx.latents([PoolPrompt(("erased", index), erased), target], draws).chunk(2)
+    sampled = ctx.latents_with_predictions([PoolPrompt(("erased", index), erased), target], draws)
+    x_e, x_t = sampled.x.chunk(2)
     with torch.no_grad():
-        eps_target_e, eps_erased, eps_target_t = ctx.predict(
-            torch.cat([x_e, x_e, x_t]), draws, Conditioning.cat([target_cond, erased, target_cond]), edited=False
-        ).chunk(3)
+        if sampled.original[0] is not None:  # the pool has eps(x_e, c_e)
+            eps_erased = sampled.original[0][1]
+            eps_target_e, eps_target_t = ctx.predict(
+                torch.cat([x_e, x_t]), draws, target_cond.repeat(2), edited=False
+            ).chunk(2)
+        else:
+            eps_target_e, eps_erased, eps_target_t = ctx.predict(
+                torch.cat([x_e, x_e, x_t]), draws, Conditioning.cat([target_cond, erased, target_cond]), edited=False
+            ).chunk(3)
         target = negative_guidance_target(eps_target_e, eps_erased, ctx.eta(index))
     edited_e, edited_t = ctx.predict(
         torch.cat([x_e, x_t]), draws, Conditioning.cat([erased, target_cond]), edited=True

@@ -33,11 +33,16 @@ def train_step(ctx: TrainingContext, state: SearchState) -> dict[str, Any]:
     found = search_prompt(ctx, state, index, sample_weights(ctx, state, index))
     adversarial = found.cond.detach()
     draws = ctx.draw()
-    x_e, x_a = ctx.latents([PoolPrompt(("erased", index), erased), found], draws).chunk(2)
+    sampled = ctx.latents_with_predictions([PoolPrompt(("erased", index), erased), found], draws)
+    x_e, x_a = sampled.x.chunk(2)
     with torch.no_grad():
-        eps_anchor, eps_erased, eps_adv = ctx.predict(
-            torch.cat([x_e, x_e, x_a]), draws, Conditioning.cat([p.anchor, erased, adversarial]), edited=False
-        ).chunk(3)
+        if sampled.original[0] is not None and p.anchor is p.uncond:  # the pool has the erasure target's parts
+            eps_anchor, eps_erased = sampled.original[0]
+            eps_adv = ctx.predict(x_a, draws, adversarial, edited=False)
+        else:
+            eps_anchor, eps_erased, eps_adv = ctx.predict(
+                torch.cat([x_e, x_e, x_a]), draws, Conditioning.cat([p.anchor, erased, adversarial]), edited=False
+            ).chunk(3)
         target = negative_guidance_target(eps_anchor, eps_erased, ctx.eta(index))
     edited_e, edited_a = ctx.predict(
         torch.cat([x_e, x_a]), draws, Conditioning.cat([erased, adversarial]), edited=True

@@ -30,11 +30,15 @@ def train_step(ctx: TrainingContext, state: Any) -> dict[str, Any]:
     index = ctx.pick_erased()
     erased = p.erased_conds.select(index)
     draws = ctx.draw()
-    x = ctx.latents([PoolPrompt(("erased", index), erased)], draws)
+    sampled = ctx.latents_with_predictions([PoolPrompt(("erased", index), erased)], draws)
+    x = sampled.x
     with torch.no_grad():
-        eps_anchor, eps_erased = ctx.predict(
-            torch.cat([x, x]), draws, Conditioning.cat([p.anchor, erased]), edited=False
-        ).chunk(2)
+        if sampled.original[0] is not None and p.anchor is p.uncond:  # the pool has both: no UNet call
+            eps_anchor, eps_erased = sampled.original[0]
+        else:
+            eps_anchor, eps_erased = ctx.predict(
+                torch.cat([x, x]), draws, Conditioning.cat([p.anchor, erased]), edited=False
+            ).chunk(2)
         target = negative_guidance_target(eps_anchor, eps_erased, ctx.eta(index))
     loss = ctx.mse(ctx.predict(x, draws, erased, edited=True), target, draws)
     loss = loss + ctx.keep_loss(x, draws)

@@ -37,7 +37,9 @@ def _cond(value: float) -> Conditioning:
     return Conditioning(torch.full((1, 3, 2), value))
 
 
-def _pool(model: Model, size: int = 3, reference: bool = False, seed: int = 0) -> tuple[LatentPool, list]:
+def _pool(
+    model: Model, size: int = 3, reference: bool = False, seed: int = 0, keep_predictions: bool = False
+) -> tuple[LatentPool, list]:
     generator = torch.Generator().manual_seed(seed)
     starts: list[torch.Tensor] = []
 
@@ -46,7 +48,8 @@ def _pool(model: Model, size: int = 3, reference: bool = False, seed: int = 0) -
         return starts[-1]
 
     path = full_path(ALPHAS, 10, reference)
-    pool = LatentPool(model, noise, _cond(0.0), 3.0, path, ALPHAS, size, torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(1)
+    pool = LatentPool(model, noise, _cond(0.0), 3.0, path, ALPHAS, size, generator, keep_predictions)
     return pool, starts
 
 
@@ -87,6 +90,33 @@ def test_prompts_drawn_together_share_their_start_noise() -> None:
         torch.testing.assert_close(erased, word)
 
 
+def test_a_key_shows_the_first_prompt_that_asks_for_it() -> None:
+    # EAP/AGE preserve the found concept on the erased concept's latents by asking for the same key with another
+    # prompt; the trajectories must still show the erased concept (an earlier version sampled the second prompt).
+    draw = timestep_at(5, ALPHAS, 10, False, torch.Generator())
+    erased, found = _pool(Model())[0].latents(
+        [PoolPrompt("erased", _cond(0.7)), PoolPrompt("erased", _cond(-2.0))], draw
+    )
+    alone = _pool(Model())[0].latents([PoolPrompt("erased", _cond(0.7))], draw)[0]
+    torch.testing.assert_close(erased, alone)
+    torch.testing.assert_close(found, erased)
+
+
+def test_original_model_pool_keeps_its_predictions_at_the_latents_it_hands_out() -> None:
+    model, check = Model(), Model()
+    pool, _ = _pool(model, keep_predictions=True)
+    cond, uncond = _cond(0.7), _cond(0.0)
+    for index in range(10):
+        draw = timestep_at(index, ALPHAS, 10, False, torch.Generator())
+        x, known = pool.visit([PoolPrompt("erased", cond), PoolPrompt("erased", _cond(-1.0))], draw)
+        t = torch.full((1,), draw.t)
+        eps_uncond, eps_cond = known[0]
+        torch.testing.assert_close(eps_uncond, check(x[:1], t, uncond))
+        torch.testing.assert_close(eps_cond, check(x[:1], t, cond))
+        assert known[1] is None  # another prompt on the same trajectories: its predictions are not known
+    assert model.calls == 10  # one guided call per timestep, the last one included
+
+
 def test_gumbel_sample_stays_in_the_allowed_candidates_and_trains_them() -> None:
     logits = torch.zeros(10, requires_grad=True)
     allowed = torch.zeros(10, dtype=torch.bool)
@@ -112,6 +142,40 @@ def test_engine_counts_the_pool_and_spends_far_less_than_fresh_sampling(method: 
         # 2 trajectories x 19 guided DDIM steps x 2, plus per step 2 frozen + 1 forward + 1 backward.
         assert pooled.unet_evals == 2 * 19 * 2 + 16 * 4
     assert pooled.unet_evals < fresh.unet_evals / 2
+
+
+def test_original_model_pool_gives_esd_its_targets_for_free() -> None:
+    backend = make_backend("sd1", Path(tempfile.mkdtemp()))
+    settings = {"steps": 16, "ddim_steps": 20, "audit_samples": 0, "pool_refreshes": 1, "pool_fresh_steps": 0}
+    result = erase(backend, make_config("esd", erase=["cat"], pool_model="original", **settings))
+    # 2 trajectories x 20 guided evaluations x 2 (every visited latent gets its predictions), plus per step only
+    # the edited forward and its backward.
+    assert result.unet_evals == 2 * 20 * 2 + 16 * 2
+    # With an anchor prompt the target needs the original model's prediction for it, so it is computed again.
+    anchored = erase(backend, make_config("esd", erase=["cat"], pool_model="original", anchor="dog", **settings))
+    assert anchored.unet_evals == 2 * 20 * 2 + 16 * 4
+
+
+def test_original_model_predictions_from_the_pool_equal_a_fresh_call() -> None:
+    from erasure_core.context import Draws, TrainingContext
+    from erasure_core.trainer import _encode_prompts
+
+    backend = make_backend("sd1", Path(tempfile.mkdtemp()))
+    config = make_config(
+        "esd", erase=["cat"], ddim_steps=10, pool_refreshes=1, pool_fresh_steps=0, pool_model="original"
+    )
+    prompts = _encode_prompts(backend, config)
+    ctx = TrainingContext(backend, config, prompts, backend.latent_shape(None))
+    erased = prompts.erased_conds.select(0)
+    for index in (0, 4, 9):
+        draws = Draws((timestep_at(index, backend.alphas_cumprod, 10, False, torch.Generator()),))
+        sampled = ctx.latents_with_predictions([PoolPrompt(("erased", 0), erased)], draws)
+        eps_uncond, eps_cond = sampled.original[0]
+        with torch.no_grad():
+            fresh = ctx.predict(
+                torch.cat([sampled.x] * 2), draws, Conditioning.cat([prompts.uncond, erased]), edited=False
+            )
+        torch.testing.assert_close(torch.cat([eps_uncond, eps_cond]), fresh, atol=1e-5, rtol=1e-4)
 
 
 def test_noisiest_draws_are_sampled_fresh_instead_of_pooled(monkeypatch: pytest.MonkeyPatch) -> None:
