@@ -14,6 +14,8 @@ from pathlib import Path
 
 from erasure_core.demo import DEMO_DIR
 
+from .world import STYLES
+
 WEIGHT_FILES = (
     "unet/diffusion_pytorch_model.safetensors",
     "vae/diffusion_pytorch_model.safetensors",
@@ -26,16 +28,9 @@ def file_hashes(folder: Path) -> dict[str, str]:
     return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in WEIGHT_FILES}
 
 
-def _cpu_run_lines(cpu: dict | None) -> list[str]:
-    """The same recipe re-run on the CPU machine, when that run has been recorded (`cpu_run` in metrics.json)."""
-    if not cpu:
-        return []
-    m = cpu["metrics"]
-    return [
-        f"The same settings on {cpu['device']} (`{cpu['command']}`) took {cpu['timings']['total_s'] / 60:.0f} minutes and gave",
-        f"generation top-1 {100 * m['generation_object_top1']:.1f}%, classifier top-1 {100 * m['classifier_object_top1']:.1f}%",
-        "(those weights are not the shipped ones).",
-    ]
+def _style_rows(pct: dict[str, str], key: str, label: str) -> list[str]:
+    """One row per style, so that a style the model cannot draw shows up in the card."""
+    return [f"| {label.format(style)} | {pct[key.format(style)]} |" for style in STYLES if key.format(style) in pct]
 
 
 def write_model_card(folder: Path = DEMO_DIR) -> Path:
@@ -61,7 +56,6 @@ def write_model_card(folder: Path = DEMO_DIR) -> Path:
         f"caption wordings. Autoencoder {s['vae_steps']:,} steps; UNet {s['unet_steps']:,} steps of batch {s['unet_batch']},",
         f"AdamW {s['unet_lr']}, EMA {s['ema_decay']}, {int(100 * s['caption_dropout'])}% empty captions.",
         "Weights are stored as fp16 safetensors.",
-        *_cpu_run_lines(record.get("cpu_run")),
         "",
         "## Figures (measured by the command above)",
         "",
@@ -72,8 +66,17 @@ def write_model_card(folder: Path = DEMO_DIR) -> Path:
         f"| classifier, night detector, held-out renders | {pct['classifier_night_accuracy']} |",
         f"| autoencoder, held-out PSNR | {m['vae_psnr_db']:.1f} dB |",
         f"| classifier, objects, on autoencoder reconstructions | {pct['classifier_object_top1_on_reconstructions']} |",
+        *_style_rows(
+            pct, "classifier_style_top1_{}_on_reconstructions", "classifier, style {}, on autoencoder reconstructions"
+        ),
         f'| the model\'s own generations ("a photo of a <object>", {s["eval_images_per_object"]} per object, DDIM {s["eval_steps"]}, guidance {s["eval_guidance"]}), top-1 | {pct["generation_object_top1"]} |',
         f"| the same, top-5 | {pct['generation_object_top5']} |",
+        *_style_rows(
+            pct,
+            "generation_style_top1_{}",
+            'the model\'s own generations ("a photo of a <object> in {} style", '
+            + f"{s['eval_images_per_object'] // 4} per object), style top-1",
+        ),
         "",
         "## Files",
         "",

@@ -35,6 +35,7 @@ from .nets import STYLE_LABELS, Classifier, to_tensor
 from .render import render_batch
 from .world import (
     GROUP_OF,
+    GROUPS,
     IMPLICIT,
     OBJECTS,
     STYLES,
@@ -346,6 +347,34 @@ def markdown(task: str, result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def impact_markdown(result: dict[str, Any]) -> str:
+    """The neighbours sweep's impact matrix by group: the mean drop (points of top-1 rate) of each group's concepts
+    when one concept is erased, averaged over the erased concepts of a group; the erased concept itself is left out."""
+    lines = []
+    for method, row in result["methods"].items():
+        if "impact" not in row:
+            continue
+        erased_groups = [g for g in GROUPS if any(GROUP_OF[c] == g for c in row["impact"])]
+        lines += [
+            f"Impact of erasing one concept ({method}): rows are the erased concept's group, columns the group whose "
+            "generation rate dropped (points).",
+            "",
+            "| erased from | " + " | ".join(GROUPS) + " |",
+            "|---" * (len(GROUPS) + 1) + "|",
+        ]
+        for erased_group in erased_groups:
+            drops = {g: [] for g in GROUPS}
+            for concept, impact in row["impact"].items():
+                if GROUP_OF[concept] == erased_group:
+                    for other, drop in impact.items():
+                        if other != concept:
+                            drops[GROUP_OF[other]].append(drop)
+            cells = [f"{statistics.fmean(drops[g]):.1f}" for g in GROUPS]
+            lines.append(f"| {erased_group} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def save_grid(result: dict[str, Any], path: Path) -> None:
     columns, rows = result["grid"]
     image_grid([list(images) for _, images in rows], [m for m, _ in rows], columns, scale=2).save(path)
@@ -381,7 +410,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result.pop("grid")
         result["wall_s"] = time.perf_counter() - start
         results[task] = result
-        (out_dir / f"{task}.md").write_text(markdown(task, result))
+        table = markdown(task, result) + ("\n" + impact_markdown(result) if task == "neighbours" else "")
+        (out_dir / f"{task}.md").write_text(table)
         logger.info("%s done in %.0f s\n%s", task, result["wall_s"], markdown(task, result))
     report = {
         "methods": results[tasks[0]]["methods"],

@@ -43,3 +43,17 @@ def test_demo_command_erases_and_writes_lora_and_grid(tmp_path: Path, capsys: py
     assert out.with_suffix(".png").is_file()
     info = load_lora(out).info()
     assert info["base_model"] == "demo" and info["config"]["lr"] == 3e-3  # the demo recipe
+
+
+def test_impact_matrix_averages_drops_by_group_leaving_out_the_erased_concept() -> None:
+    from benchmarks.miniworld.evaluate import impact_markdown
+    from benchmarks.miniworld.world import GROUPS, OBJECTS
+
+    fruits = GROUPS["fruits"]
+    impact = {o: 0.0 for o in OBJECTS} | {fruits[0]: 100.0, fruits[1]: 20.0, GROUPS["tools"][0]: 10.0}
+    table = impact_markdown({"methods": {"esd": {"impact": {fruits[0]: impact}}, "none": {"ESR-1": 0.0}}})
+    row = next(line for line in table.splitlines() if line.startswith("| fruits |"))
+    cells = [float(c) for c in row.strip("|").split("|")[1:]]
+    # 20 over the 4 other fruits (the erased one's own 100 is left out); 10 over the 5 tools; nothing elsewhere.
+    assert cells == [5.0, 0.0, 0.0, 0.0, 2.0]
+    assert "(esd)" in table and "(none)" not in table

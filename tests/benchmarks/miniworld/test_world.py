@@ -13,7 +13,16 @@ from benchmarks.miniworld.data import CaptionSet, RenderedSet
 from benchmarks.miniworld.evaluate import load_classifier
 from benchmarks.miniworld.nets import STYLE_LABELS, to_tensor
 from benchmarks.miniworld.render import render, render_batch
-from benchmarks.miniworld.world import GROUPS, IMPLICIT, OBJECTS, STYLES, Scene, implicit_prompts, list_concepts
+from benchmarks.miniworld.world import (
+    GROUPS,
+    IMPLICIT,
+    OBJECTS,
+    STYLES,
+    Scene,
+    implicit_prompts,
+    list_concepts,
+    style_prompt,
+)
 from erasure_core.demo import DEMO_DIR, load_demo
 
 
@@ -80,3 +89,17 @@ def test_classifier_recognises_fresh_renders() -> None:
     assert (s.argmax(1) == styles).float().mean() >= 0.95
     assert ((n > 0).float() == night).float().mean() >= 0.98
     assert STYLE_LABELS[1:] == STYLES
+
+
+def test_shipped_model_draws_every_style() -> None:
+    # Each style must survive the autoencoder and be learnable, or the styles task cannot measure preservation.
+    from erasure_core.preview import generate_images
+
+    demo, classifier = load_demo(), load_classifier()
+    objects = OBJECTS[::5]
+    prompts = [style_prompt(o, s) for s in STYLES for o in objects for _ in range(2)]
+    images = generate_images(demo.backend, demo.vae, prompts, list(range(len(prompts))), steps=15)
+    with torch.no_grad():
+        styles = classifier(to_tensor(images))[1].argmax(1).view(len(STYLES), -1)
+    for i, style in enumerate(STYLES):
+        assert (styles[i] == STYLE_LABELS.index(style)).float().mean() >= 0.5, style
