@@ -151,8 +151,9 @@ class TrainingContext:
         return z.to(self.backend.device)
 
     def latents(self, prompts: Sequence[PoolPrompt], draws: Draws) -> torch.Tensor:
-        """x_t for each prompt at each drawn timestep, made by the current model; prompts drawn at the same
-        timestep share their start noise z_T. Rows: prompt after prompt, `len(draws)` each.
+        """x_t for each prompt at each drawn timestep, made by the current model (by the original one from a pool
+        with `pool_model="original"`); prompts drawn at the same timestep share their start noise z_T. Rows: prompt
+        after prompt, `len(draws)` each.
 
         From the latent pool by default; by a fresh partial sampling per latent, as the reference does, when the
         pool is off (`pool_refreshes=0`), when the draw's sampling is short (`pool_fresh_steps`: the noisiest
