@@ -185,6 +185,13 @@ class TrainingContext:
             original.append(tuple(torch.cat(parts) for parts in zip(*rows, strict=True)) if complete else None)
         return Latents(x, original)
 
+    def pooled_anchor_and_erased(self, sampled: Latents) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The original model's (anchor, erased) predictions at the first prompt's latents, when the pool has them:
+        its conditional half is the erased prompt's, its unconditional half serves as the anchor's when the anchor
+        is the unconditional prompt (the same object then, see `trainer._encode_prompts`)."""
+        known = sampled.original[0]
+        return known if known is not None and self.prompts.anchor is self.prompts.uncond else None
+
     def _sample_fresh(self, draw: TimestepDraw) -> bool:
         """Whether the draw's latent is sampled fresh although the pool is on (`pool_fresh_steps`; 0 = never)."""
         return self.config.pool_fresh_steps > 0 and len(draw.path) - 1 <= self.config.pool_fresh_steps

@@ -179,7 +179,8 @@ def _encode_prompts(backend: Backend, config: EraseConfig) -> Prompts:
         keep=keep,
         keep_conds=conds.select(slice(n_e, n_e + n_k)) if keep else None,
         uncond=uncond,
-        anchor=uncond if config.anchor == "" else conds.select(n_e + n_k + 1),  # the same object: see original_pair
+        # One object when the anchor is "": see TrainingContext.pooled_anchor_and_erased.
+        anchor=uncond if config.anchor == "" else conds.select(n_e + n_k + 1),
     )
 
 

@@ -334,6 +334,7 @@ COLUMNS = (
 
 
 def markdown(task: str, result: dict[str, Any]) -> str:
+    """The task's table, followed by the impact matrices when the result has them (the neighbours sweep)."""
     rows = result["methods"]
     columns = [c for c in COLUMNS if any(c in r for r in rows.values())]
     lines = [f"### {task}", "", "| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
@@ -344,7 +345,8 @@ def markdown(task: str, result: dict[str, Any]) -> str:
             spread = row.get("spread", {}).get(c)
             cells.append("-" if value is None else f"{value:.1f}" + (f" ± {spread:.1f}" if spread else ""))
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    impact = impact_markdown(result)
+    return "\n".join(lines) + "\n" + ("\n" + impact if impact else "")
 
 
 def impact_markdown(result: dict[str, Any]) -> str:
@@ -410,9 +412,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result.pop("grid")
         result["wall_s"] = time.perf_counter() - start
         results[task] = result
-        table = markdown(task, result) + ("\n" + impact_markdown(result) if task == "neighbours" else "")
+        table = markdown(task, result)
         (out_dir / f"{task}.md").write_text(table)
-        logger.info("%s done in %.0f s\n%s", task, result["wall_s"], markdown(task, result))
+        logger.info("%s done in %.0f s\n%s", task, result["wall_s"], table)
     report = {
         "methods": results[tasks[0]]["methods"],
         "tasks": results,

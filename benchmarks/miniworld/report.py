@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .evaluate import TASKS, impact_markdown, markdown
+from .evaluate import TASKS, markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -28,8 +28,6 @@ def tables(results: Path = RESULTS) -> str:
         report = json.loads(path.read_text())
         settings = report["settings"]
         parts.append(markdown(task, report["tasks"][task]))
-        if task == "neighbours":
-            parts.append(impact_markdown(report["tasks"][task]))
         parts.append(
             f"Machine: {report['machine']}; {settings['steps']} training steps per method, "
             f"{settings['images_per_concept']} images per concept, seed {settings['seed']}; "

@@ -36,8 +36,8 @@ def train_step(ctx: TrainingContext, state: SearchState) -> dict[str, Any]:
     sampled = ctx.latents_with_predictions([PoolPrompt(("erased", index), erased), found], draws)
     x_e, x_a = sampled.x.chunk(2)
     with torch.no_grad():
-        if sampled.original[0] is not None and p.anchor is p.uncond:  # the pool has the erasure target's parts
-            eps_anchor, eps_erased = sampled.original[0]
+        if (known := ctx.pooled_anchor_and_erased(sampled)) is not None:  # the erasure target's parts
+            eps_anchor, eps_erased = known
             eps_adv = ctx.predict(x_a, draws, adversarial, edited=False)
         else:
             eps_anchor, eps_erased, eps_adv = ctx.predict(

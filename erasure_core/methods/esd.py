@@ -33,8 +33,8 @@ def train_step(ctx: TrainingContext, state: Any) -> dict[str, Any]:
     sampled = ctx.latents_with_predictions([PoolPrompt(("erased", index), erased)], draws)
     x = sampled.x
     with torch.no_grad():
-        if sampled.original[0] is not None and p.anchor is p.uncond:  # the pool has both: no UNet call
-            eps_anchor, eps_erased = sampled.original[0]
+        if (known := ctx.pooled_anchor_and_erased(sampled)) is not None:  # no UNet call
+            eps_anchor, eps_erased = known
         else:
             eps_anchor, eps_erased = ctx.predict(
                 torch.cat([x, x]), draws, Conditioning.cat([p.anchor, erased]), edited=False
