@@ -37,16 +37,15 @@ def train_step(ctx: TrainingContext, state: SearchState) -> dict[str, Any]:
     draws = ctx.draw()
     sampled = ctx.latents_with_predictions([PoolPrompt(("erased", index), erased), target], draws)
     x_e, x_t = sampled.x.chunk(2)
+    shared = torch.equal(x_e, x_t)  # one pooled latent for both (`pool_candidates=0`): c_t's predictions agree
+    known = sampled.original[0]  # the pool's eps(x_e, ""), eps(x_e, c_e), if it has them
+    rows, conds = ([x_e], [target_cond]) if shared else ([x_e, x_t], [target_cond, target_cond])
+    if known is None:
+        rows, conds = [*rows, x_e], [*conds, erased]
     with torch.no_grad():
-        if sampled.original[0] is not None:  # the pool has eps(x_e, c_e)
-            eps_erased = sampled.original[0][1]
-            eps_target_e, eps_target_t = ctx.predict(
-                torch.cat([x_e, x_t]), draws, target_cond.repeat(2), edited=False
-            ).chunk(2)
-        else:
-            eps_target_e, eps_erased, eps_target_t = ctx.predict(
-                torch.cat([x_e, x_e, x_t]), draws, Conditioning.cat([target_cond, erased, target_cond]), edited=False
-            ).chunk(3)
+        original = ctx.predict(torch.cat(rows), draws, Conditioning.cat(conds), edited=False).chunk(len(rows))
+        eps_target_e, eps_target_t = original[0], original[0 if shared else 1]
+        eps_erased = known[1] if known is not None else original[-1]
         target = negative_guidance_target(eps_target_e, eps_erased, ctx.eta(index))
     edited_e, edited_t = ctx.predict(
         torch.cat([x_e, x_t]), draws, Conditioning.cat([erased, target_cond]), edited=True
@@ -60,12 +59,17 @@ def train_step(ctx: TrainingContext, state: SearchState) -> dict[str, Any]:
     target_cond = target.cond
     draws = ctx.draw()
     x_e, x_t = ctx.latents([PoolPrompt(("erased", index), erased), target], draws).chunk(2)
+    shared = torch.equal(x_e, x_t) and not c.detached_erasure_term
     with torch.no_grad():
         edited_e = ctx.predict(x_e, draws, erased, edited=True)
-        eps_target_t = ctx.predict(x_t, draws, target_cond.detach(), edited=False)
-    objective = lam * ctx.mse(ctx.predict(x_t, draws, target_cond, edited=True), eps_target_t, draws)
+        eps_target_t = None if shared else ctx.predict(x_t, draws, target_cond.detach(), edited=False)
+    objective = 0.0
     if not c.detached_erasure_term:
         # L1: distance of the edited erased prediction from the original model at c_t, differentiable in c_t.
-        objective = objective + ctx.mse(edited_e, ctx.predict(x_e, draws, target_cond, edited=False), draws)
+        original_e = ctx.predict(x_e, draws, target_cond, edited=False)
+        objective = ctx.mse(edited_e, original_e, draws)
+        if shared:  # the same prediction serves as L2's target
+            eps_target_t = original_e.detach()
+    objective = objective + lam * ctx.mse(ctx.predict(x_t, draws, target_cond, edited=True), eps_target_t, draws)
     ctx.update_search(-objective, state.optimizer)
     return {INFO_LOSS: loss, INFO_CONCEPT: p.erased[index], INFO_FOUND: search.words[int(weights.argmax())]}

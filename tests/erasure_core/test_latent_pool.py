@@ -131,16 +131,21 @@ def test_gumbel_sample_stays_in_the_allowed_candidates_and_trains_them() -> None
     assert logits.grad[allowed].abs().sum() > 0 and logits.grad[~allowed].abs().sum() == 0
 
 
-@pytest.mark.parametrize("method", ["esd", "eap"])
+@pytest.mark.parametrize("method", ["esd", "eap", "age"])
 def test_engine_counts_the_pool_and_spends_far_less_than_fresh_sampling(method: str) -> None:
     backend = make_backend("sd1", Path(tempfile.mkdtemp()))
-    settings = {"k_closest": 20, "num_centers": 6} if method == "eap" else {}
+    settings = {"k_closest": 20, "num_centers": 6} if method != "esd" else {}
     settings = {"steps": 16, "ddim_steps": 20, "audit_samples": 0, **settings}
     pooled = erase(backend, make_config(method, erase=["cat"], pool_refreshes=1, pool_fresh_steps=0, **settings))
     fresh = erase(backend, make_config(method, erase=["cat"], pool_refreshes=0, **settings))
     if method == "esd":
         # 2 trajectories x 19 guided DDIM steps x 2, plus per step 2 frozen + 1 forward + 1 backward.
         assert pooled.unet_evals == 2 * 19 * 2 + 16 * 4
+    if method == "age":
+        # The target mixture is preserved on the erased concept's pooled latent, so the original model's c_t
+        # prediction there is made once per half-step: parameter step 2 frozen + 2 forward + 2 backward, logit
+        # step 1 edited, 1 + 1 original at c_t (differentiable in c_t), 1 + 1 edited at c_t.
+        assert pooled.unet_evals == 2 * 19 * 2 + 16 * (6 + 5)
     assert pooled.unet_evals < fresh.unet_evals / 2
 
 
