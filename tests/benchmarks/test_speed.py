@@ -27,6 +27,8 @@ def test_tiny_run_reports_every_method_with_both_recipes(report: dict) -> None:
         for row in (default, reference):
             assert row["projected_s"] > 0 and row["peak_mb"] > 0 and row["unet_evals_per_concept"] > 0
         assert rows[method]["speedup"] == pytest.approx(reference["projected_s"] / default["projected_s"])
+        assert 0 < default["setup_s"] < default["projected_s"]
+        assert rows[method]["train_speedup"] > rows[method]["speedup"]  # the set-up is left out of the second
     assert rows["uce"]["default"]["projected_s"] > 0 and "reference" not in rows["uce"]
 
 
