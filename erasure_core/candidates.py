@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
+from . import distance_cache
 from .backends.base import Conditioning
 from .errors import ConfigError
 
@@ -78,16 +80,36 @@ def find_candidates(
     k_closest: int,
     num_centers: int,
     exclude_concepts: bool,
+    cache: Path | None = None,
 ) -> dict[str, list[str]]:
-    """Candidate words per erased concept. The vocabulary is encoded once for all concepts."""
+    """Candidate words per erased concept. The vocabulary is encoded once for all concepts whose distances are not
+    in `cache` (a `distance_cache` folder; None = no cache)."""
     if not vocabulary:
         raise ConfigError(
             "The candidate vocabulary is empty; give a word list or use a model whose tokenizer has words."
         )
-    logger.info("Encoding %d vocabulary words for the concept search", len(vocabulary))
-    distances = vocabulary_distances(encode, concept_conds, vocabulary)
+    distances = concept_distances(encode, concept_conds, vocabulary, cache)
     exclude = [w for c in concepts for w in (c, *c.split())] if exclude_concepts else []
     return {
         concept: pick_candidates(distances[row], vocabulary, k_closest, num_centers, exclude)
         for row, concept in enumerate(concepts)
     }
+
+
+def concept_distances(
+    encode: Callable[[Sequence[str]], Conditioning], concepts: Conditioning, words: Sequence[str], cache: Path | None
+) -> torch.Tensor:
+    """`vocabulary_distances`, reading and writing each concept's row through the cache when there is one."""
+    if cache is None:
+        logger.info("Encoding %d vocabulary words for the concept search", len(words))
+        return vocabulary_distances(encode, concepts, words)
+    flat = concepts.flat()
+    keys = [distance_cache.row_key(flat[i], words) for i in range(len(concepts))]
+    rows = [distance_cache.load_row(cache, key, len(words)) for key in keys]
+    if missing := [i for i, row in enumerate(rows) if row is None]:
+        logger.info("Encoding %d vocabulary words for the concept search (cached in %s)", len(words), cache)
+        computed = vocabulary_distances(encode, concepts.select(torch.tensor(missing)), words)
+        for j, i in enumerate(missing):
+            rows[i] = computed[j]
+            distance_cache.save_row(cache, keys[i], computed[j])
+    return torch.stack(rows)

@@ -16,6 +16,7 @@ import comfy.model_management as mm
 import comfy.sd
 import torch
 
+from ..erasure_core import distance_cache
 from ..erasure_core.config import EraseConfig
 from ..erasure_core.errors import Cancelled
 from ..erasure_core.trainer import erase, export_lora
@@ -47,6 +48,7 @@ def run_erasure(
     """Train (or fetch from the on-disk cache) the erasure LoRA for `config` on `model`."""
     backend = ComfyBackend(model.clone(), clip, name=_model_name(model))
     cache = LoraCache(cache_folder())
+    distance_cache.set_default_folder(cache_folder().parent / "vocabulary-distances")  # EAP/AGE's search set-up
     try:
         with torch.inference_mode(False), torch.enable_grad():
             backend.load()

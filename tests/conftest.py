@@ -12,6 +12,7 @@ from erasure_core.backends.diffusers_backend import DiffusersBackend
 from erasure_core.testing import WORDS, tiny_sd1, tiny_sdxl
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the suite never downloads; fail loudly if something tries
+os.environ["ERASURE_CACHE_DIR"] = "off"  # no test reads or writes the user's cache; cache tests set their own folder
 
 BUILDERS = {"sd1": tiny_sd1, "sdxl": tiny_sdxl}
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .. import distance_cache
 from ..adversarial import ConceptSearch
 from ..candidates import find_candidates
 from ..context import TrainingContext
@@ -37,6 +38,7 @@ def prepare_search(ctx: TrainingContext) -> SearchState:
         c.k_closest,
         c.num_centers,
         c.exclude_erased_words,
+        distance_cache.cache_dir(),
     )
     searches = [ConceptSearch(concept, words, backend.encode_prompts(words)) for concept, words in candidates.items()]
     optimizer = torch.optim.Adam([s.logits for s in searches], lr=c.gumbel_lr)
