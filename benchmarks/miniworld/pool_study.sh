@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The latent pool against fresh sampling on the miniature world (README, "The latent pool"): each run is a
+# `evaluate` report in benchmarks/results/, compared with `compare_recipes`. Single-threaded runs, two at a time,
+# take about 2.5 hours on 2 CPU cores in all.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=benchmarks/results
+tmp=$(mktemp -d)
+export OMP_NUM_THREADS=1
+run() { python -m benchmarks.miniworld.evaluate --device cpu --out-dir "$tmp" "$@"; }
+pool() { echo "{\"pool_refreshes\": $1, \"pool_trajectories\": $2$3}"; }
+
+# Objects, 100 steps (the demo's recipe); the faithful run is results/objects.json of run_all.sh.
+run --task objects --methods esd,eap,age --set "$(pool 4 2)" --json "$out/miniworld_objects_pool_2x4.json" &
+run --task objects --methods esd,eap,age --set "$(pool 8 4)" --json "$out/miniworld_objects_pool_4x8.json"
+wait
+run --task objects --methods esd,eap,age --set "$(pool 4 4 ', "pool_model": "original", "pool_fresh_steps": 0')" \
+    --json "$out/miniworld_objects_original_pool.json" &
+# The faithful recipe again with other seeds (training and images): how far two faithful runs differ.
+run --task objects --methods none,esd,eap,age --seed 1 --json "$out/miniworld_objects_faithful_seed1.json"
+wait
+# One concept at a time, as the speed benchmark erases.
+run --task neighbours --methods esd,eap,age --erase apple,car,house --images-per-concept 8 --set "$(pool 4 2)" \
+    --json "$out/miniworld_neighbours_pool_2x4.json" &
+# The SD step count: 1000 steps at lr 3e-4 (the same Adam path length as 100 steps at 3e-3), ESD.
+run --task objects --methods esd --steps 1000 --set '{"lr": 3e-4, "pool_refreshes": 4, "pool_trajectories": 2}' \
+    --json "$out/miniworld_objects_1000steps_pool_2x4.json"
+wait
+run --task objects --methods none,esd --steps 1000 --set '{"lr": 3e-4}' --json "$out/miniworld_objects_1000steps.json"
+
+c() { python -m benchmarks.miniworld.compare_recipes "$@"; }
+c benchmarks/miniworld/results/objects.json "$out/miniworld_objects_pool_2x4.json" --labels faithful,pool-2x4
+c benchmarks/miniworld/results/objects.json "$out/miniworld_objects_pool_4x8.json" --labels faithful,pool-4x8
+c benchmarks/miniworld/results/objects.json "$out/miniworld_objects_original_pool.json" --labels faithful,original-pool
+c benchmarks/miniworld/results/objects.json "$out/miniworld_objects_faithful_seed1.json" --labels seed-0,seed-1
+c benchmarks/miniworld/results/neighbours.json "$out/miniworld_neighbours_pool_2x4.json" --labels faithful,pool-2x4
+c "$out/miniworld_objects_1000steps.json" "$out/miniworld_objects_1000steps_pool_2x4.json" --labels faithful,pool-2x4
