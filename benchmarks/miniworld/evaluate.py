@@ -402,7 +402,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for task in tasks:
         start = time.perf_counter()
         if task == "objects":
-            splits = [(tuple(erase_list), tuple(keep_list))] if erase_list else OBJECT_SPLITS[: 1 if args.quick else 4]
+            splits = (
+                [(tuple(erase_list), tuple(keep_list))]
+                if erase_list
+                else OBJECT_SPLITS[: 1 if args.quick else args.splits]
+            )
             result = task_objects(bench, splits)
         elif task == "neighbours":
             result = task_neighbours(bench, erase_list or (OBJECTS[:1] if args.quick else OBJECTS))
@@ -455,6 +459,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", help="write the report here")
     parser.add_argument("--out-dir", default="benchmarks/miniworld/results", help="markdown tables and image grids")
     parser.add_argument("--quick", action="store_true", help="one split / one concept, for a fast check")
+    parser.add_argument(
+        "--splits",
+        type=int,
+        default=len(OBJECT_SPLITS),
+        choices=range(1, len(OBJECT_SPLITS) + 1),
+        help="objects task: run the first N splits (1 and 2 together erase each of the ten concepts once)",
+    )
     parser.add_argument(
         "--set", help="extra engine settings for every trained method, as JSON (e.g. '{\"lr\": 1e-3}')"
     )

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The latent pool against fresh sampling on the miniature world (README, "The latent pool"): each run is a
 # `evaluate` report in benchmarks/results/, compared with `compare_recipes`. Single-threaded runs, two at a time,
-# take about 2.5 hours on 2 CPU cores in all.
+# take about 3.5 hours on 2 CPU cores in all.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=benchmarks/results
@@ -26,7 +26,13 @@ run --task neighbours --methods esd,eap,age --erase apple,car,house --images-per
 run --task objects --methods esd --steps 1000 --set '{"lr": 3e-4, "pool_refreshes": 4, "pool_trajectories": 2}' \
     --json "$out/miniworld_objects_1000steps_pool_2x4.json"
 wait
-run --task objects --methods none,esd --steps 1000 --set '{"lr": 3e-4}' --json "$out/miniworld_objects_1000steps.json"
+run --task objects --methods none,esd --steps 1000 --set '{"lr": 3e-4}' --json "$out/miniworld_objects_1000steps.json" &
+# EAP at 1000 steps on splits 1 and 2 (each of the ten concepts erased once): the faithful run alone takes an hour.
+run --task objects --methods eap --splits 2 --steps 1000 --set '{"lr": 3e-4, "pool_refreshes": 4, "pool_trajectories": 2}' \
+    --json "$out/miniworld_objects_1000steps_eap_pool_2x4.json"
+wait
+run --task objects --methods none,eap --splits 2 --steps 1000 --set '{"lr": 3e-4}' \
+    --json "$out/miniworld_objects_1000steps_eap.json"
 
 c() { python -m benchmarks.miniworld.compare_recipes "$@"; }
 c benchmarks/miniworld/results/objects.json "$out/miniworld_objects_pool_2x4.json" --labels faithful,pool-2x4
@@ -35,3 +41,4 @@ c benchmarks/miniworld/results/objects.json "$out/miniworld_objects_original_poo
 c benchmarks/miniworld/results/objects.json "$out/miniworld_objects_faithful_seed1.json" --labels seed-0,seed-1
 c benchmarks/miniworld/results/neighbours.json "$out/miniworld_neighbours_pool_2x4.json" --labels faithful,pool-2x4
 c "$out/miniworld_objects_1000steps.json" "$out/miniworld_objects_1000steps_pool_2x4.json" --labels faithful,pool-2x4
+c "$out/miniworld_objects_1000steps_eap.json" "$out/miniworld_objects_1000steps_eap_pool_2x4.json" --labels faithful,pool-2x4
