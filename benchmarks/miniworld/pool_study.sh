@@ -33,6 +33,12 @@ run --task objects --methods eap --splits 2 --steps 1000 --set '{"lr": 3e-4, "po
 wait
 run --task objects --methods none,eap --splits 2 --steps 1000 --set '{"lr": 3e-4}' \
     --json "$out/miniworld_objects_1000steps_eap.json"
+# ESD, the fastest method, with two more seeds of each recipe, for averages.
+for seed in 1 2; do
+    run --task objects --methods esd --seed "$seed" --set "$(pool 4 2)" --json "$out/miniworld_objects_esd_pool_2x4_seed$seed.json" &
+    [ "$seed" = 2 ] && run --task objects --methods esd --seed 2 --json "$out/miniworld_objects_esd_seed2.json"
+    wait
+done
 
 c() { python -m benchmarks.miniworld.compare_recipes "$@"; }
 c benchmarks/miniworld/results/objects.json "$out/miniworld_objects_pool_2x4.json" --labels faithful,pool-2x4
@@ -42,3 +48,6 @@ c benchmarks/miniworld/results/objects.json "$out/miniworld_objects_faithful_see
 c benchmarks/miniworld/results/neighbours.json "$out/miniworld_neighbours_pool_2x4.json" --labels faithful,pool-2x4
 c "$out/miniworld_objects_1000steps.json" "$out/miniworld_objects_1000steps_pool_2x4.json" --labels faithful,pool-2x4
 c "$out/miniworld_objects_1000steps_eap.json" "$out/miniworld_objects_1000steps_eap_pool_2x4.json" --labels faithful,pool-2x4
+f="benchmarks/miniworld/results/objects.json,$out/miniworld_objects_faithful_seed1.json,$out/miniworld_objects_esd_seed2.json"
+c "$f" "$out/miniworld_objects_pool_2x4.json,$out/miniworld_objects_esd_pool_2x4_seed1.json,$out/miniworld_objects_esd_pool_2x4_seed2.json" \
+    --labels faithful-3-seeds,pool-2x4-3-seeds

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from benchmarks.miniworld.compare_recipes import compare, markdown, within_tolerance
+from benchmarks.miniworld.compare_recipes import compare, markdown, mean_report, within_tolerance
 
 
 def _report(**methods: dict) -> dict:
@@ -24,3 +24,11 @@ def test_neighbours_reports_compare_same_group_and_far_preservation() -> None:
     (row,) = compare(faithful, default)
     assert list(row["metrics"]) == ["ESR-1", "neighbour-PSR-1", "far-PSR-1"] and not within_tolerance(row)
     assert "neighbour-PSR-1 faithful" in markdown([row])
+
+
+def test_reports_of_several_seeds_are_averaged_per_method() -> None:
+    seed0 = _report(esd={"ESR-1": 90.0, "PSR-1": 70.0, "unet_evals": 100}, eap={"ESR-1": 50.0, "PSR-1": 90.0})
+    seed1 = _report(esd={"ESR-1": 94.0, "PSR-1": 80.0, "unet_evals": 300})
+    mean = mean_report([seed0, seed1])
+    assert list(mean["methods"]) == ["none", "esd"] and mean["reports"] == 2  # eap ran with one seed only
+    assert mean["methods"]["esd"] == {"ESR-1": 92.0, "PSR-1": 75.0, "unet_evals": 200.0}
