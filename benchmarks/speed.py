@@ -227,8 +227,10 @@ def _lines(model: str, method: str, row: dict[str, Any]) -> str:
         evals = r.get("unet_evals_per_concept")
         speedup = training = setup = ""
         if recipe == "default" and "speedup" in row:
-            speedup = f"{row['speedup']:.1f}x"
-            training = f"{row['reference']['projected_s'] / _training_s(r):.1f}x"  # also for reports made before
+            reference = row.get("reference") or row["borrowed"]
+            mark = "*" if "borrowed" in row else ""  # against another report's reference row
+            speedup = f"{row['speedup']:.1f}x{mark}"
+            training = f"{reference['projected_s'] / _training_s(r):.1f}x{mark}"  # also for reports made before
         if "setup_s" in r:
             setup = f"{r['setup_s']:.1f}"
         per_step = f"{r['s_per_step']:.4f}" if "s_per_step" in r else ""
@@ -246,14 +248,36 @@ HEADER = (
 )
 
 
-def show(report: dict[str, Any]) -> str:
-    """A saved report as the table `main` prints while it runs."""
+def show(report: dict[str, Any], references: dict[tuple[str, str, str], dict] | None = None) -> str:
+    """A saved report as the table `main` prints while it runs.
+
+    `references` ((machine, model, method) -> reference row, from `reference_rows`) gives rows measured without a
+    reference loop (`--iterations 0`) their speed-ups against one from another report of the same machine and model.
+    """
     settings = f", settings {json.dumps(report['overrides'])}" if report.get("overrides") else ""
     lines = [f"{report['machine']}{settings}", "", HEADER]
     for model, entry in report["models"].items():
         for method, row in entry.get("methods", {}).items():
+            reference = (references or {}).get((report["machine"], model, method))
+            if "reference" not in row and reference is not None and "default" in row:
+                row = {
+                    **row,
+                    "speedup": reference["projected_s"] / row["default"]["projected_s"],
+                    "borrowed": reference,
+                }
             lines.append(_lines(model, method, row))
     return "\n".join(lines)
+
+
+def reference_rows(reports: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict]:
+    """Every reference row of the reports, by (machine, model, method)."""
+    return {
+        (report["machine"], model, method): row["reference"]
+        for report in reports
+        for model, entry in report["models"].items()
+        for method, row in entry.get("methods", {}).items()
+        if "reference" in row
+    }
 
 
 def _machine(device: str) -> str:
@@ -280,8 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ[CACHE_ENV] = "off"  # every run pays the candidate search's set-up: comparable seconds
     if args.show:
-        for path in args.show:
-            print(show(json.loads(Path(path).read_text())) + "\n")
+        reports = [json.loads(Path(path).read_text()) for path in args.show]
+        for report in reports:
+            print(show(report, reference_rows(reports)) + "\n")
         return 0
     overrides = json.loads(args.set or "{}")
     models = args.models.split(",")

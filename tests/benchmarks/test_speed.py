@@ -58,3 +58,21 @@ def test_reference_loop_trains_full_weights_on_a_second_copy_and_restores_them(t
     assert loop.unet_evals > 0
     loop.close()
     assert backend.fingerprint() == before
+
+
+def test_rows_without_a_reference_borrow_one_of_the_same_machine_and_model() -> None:
+    from benchmarks.speed import reference_rows, show
+
+    def report(overrides: dict, with_reference: bool, machine: str = "cpu") -> dict:
+        default = {"steps": 100, "s_per_step": 0.1, "setup_s": 10.0, "projected_s": 20.0, "peak_mb": 1.0}
+        row: dict = {"default": default}
+        if with_reference:
+            row["reference"] = {"steps": 1000, "s_per_step": 0.4, "projected_s": 400.0, "peak_mb": 1.0}
+            row["speedup"] = 20.0
+        return {"machine": machine, "overrides": overrides, "models": {"m": {"methods": {"eap": row}}}}
+
+    faithful, pooled, elsewhere = report({}, True), report({"pool_refreshes": 4}, False), report({}, False, "gpu")
+    references = reference_rows([faithful, pooled, elsewhere])
+    assert "| 20.0x* | 40.0x* |" in show(pooled, references)  # 400 / 20 end to end, 400 / (20 - 10) without set-up
+    assert "| 20.0x | 40.0x |" in show(faithful, references)
+    assert "x*" not in show(elsewhere, references)  # another machine's reference is never used
