@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The latent pool against fresh sampling on the miniature world (README, "The latent pool"): each run is a
 # `evaluate` report in benchmarks/results/, compared with `compare_recipes`. Single-threaded runs, two at a time,
-# take about 3.5 hours on 2 CPU cores in all.
+# take about 4 hours on 2 CPU cores in all.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=benchmarks/results
@@ -39,6 +39,12 @@ for seed in 1 2; do
     [ "$seed" = 2 ] && run --task objects --methods esd --seed 2 --json "$out/miniworld_objects_esd_seed2.json"
     wait
 done
+# EAP and AGE with seed 1 of each recipe, objects and one concept per run.
+run --task objects --methods eap,age --seed 1 --set "$(pool 4 2)" --json "$out/miniworld_objects_pool_2x4_eap_age_seed1.json" &
+nb=(--task neighbours --methods eap,age --erase apple,car,house --images-per-concept 8 --seed 1)
+run "${nb[@]}" --json "$out/miniworld_neighbours_seed1.json"
+run "${nb[@]}" --set "$(pool 4 2)" --json "$out/miniworld_neighbours_pool_2x4_seed1.json"
+wait
 
 c() { python -m benchmarks.miniworld.compare_recipes "$@"; }
 c benchmarks/miniworld/results/objects.json "$out/miniworld_objects_pool_2x4.json" --labels faithful,pool-2x4
@@ -51,3 +57,7 @@ c "$out/miniworld_objects_1000steps_eap.json" "$out/miniworld_objects_1000steps_
 f="benchmarks/miniworld/results/objects.json,$out/miniworld_objects_faithful_seed1.json,$out/miniworld_objects_esd_seed2.json"
 c "$f" "$out/miniworld_objects_pool_2x4.json,$out/miniworld_objects_esd_pool_2x4_seed1.json,$out/miniworld_objects_esd_pool_2x4_seed2.json" \
     --labels faithful-3-seeds,pool-2x4-3-seeds
+c "benchmarks/miniworld/results/objects.json,$out/miniworld_objects_faithful_seed1.json" \
+    "$out/miniworld_objects_pool_2x4.json,$out/miniworld_objects_pool_2x4_eap_age_seed1.json" --labels faithful,pool-2x4
+c "benchmarks/miniworld/results/neighbours.json,$out/miniworld_neighbours_seed1.json" \
+    "$out/miniworld_neighbours_pool_2x4.json,$out/miniworld_neighbours_pool_2x4_seed1.json" --labels faithful,pool-2x4
