@@ -33,14 +33,13 @@ run --task objects --methods eap --splits 2 --steps 1000 --set '{"lr": 3e-4, "po
 wait
 run --task objects --methods none,eap --splits 2 --steps 1000 --set '{"lr": 3e-4}' \
     --json "$out/miniworld_objects_1000steps_eap.json"
-# ESD, the fastest method, with two more seeds of each recipe, for averages.
-for seed in 1 2; do
-    run --task objects --methods esd --seed "$seed" --set "$(pool 4 2)" --json "$out/miniworld_objects_esd_pool_2x4_seed$seed.json" &
-    [ "$seed" = 2 ] && run --task objects --methods esd --seed 2 --json "$out/miniworld_objects_esd_seed2.json"
-    wait
-done
-# EAP and AGE with seed 1 of each recipe, objects and one concept per run.
+# ESD, the fastest method, with two more seeds of each recipe, for averages; EAP and AGE with seed 1 of each
+# recipe, objects and one concept per run.
+run --task objects --methods esd --seed 1 --set "$(pool 4 2)" --json "$out/miniworld_objects_esd_pool_2x4_seed1.json" &
+run --task objects --methods esd --seed 2 --set "$(pool 4 2)" --json "$out/miniworld_objects_esd_pool_2x4_seed2.json"
+wait
 run --task objects --methods eap,age --seed 1 --set "$(pool 4 2)" --json "$out/miniworld_objects_pool_2x4_eap_age_seed1.json" &
+run --task objects --methods esd --seed 2 --json "$out/miniworld_objects_esd_seed2.json"
 nb=(--task neighbours --methods eap,age --erase apple,car,house --images-per-concept 8 --seed 1)
 run "${nb[@]}" --json "$out/miniworld_neighbours_seed1.json"
 run "${nb[@]}" --set "$(pool 4 2)" --json "$out/miniworld_neighbours_pool_2x4_seed1.json"
