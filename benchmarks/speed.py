@@ -6,7 +6,7 @@
 
 Models have random weights (`speed_models.py`); speed does not depend on their values. For every model and method:
 - the default recipe (the engine's defaults; the demo model's own recipe for `miniworld`) runs through
-  `erasure_core.erase` for one latent-pool period (steps / pool_refreshes steps, one
+  `erasure_core.erase` for one latent-pool period (steps / pool_refreshes steps, 'auto' resolved, one
   pool refresh included), timed after the set-up (prompt encoding, EAP/AGE's candidate search, LoRA injection);
   its projected time to erase one concept is set-up + pool_refreshes x the period;
   the set-up is also shown on its own, and a second speed-up leaves it out, because the reference loop's time has
@@ -126,10 +126,10 @@ def default_recipe(backend, method: str, overrides: dict[str, Any], period_steps
         with memory.measure():
             result = erase(backend, full.replace(audit_samples=0))
         return {"recipe": "default", "steps": 1, "projected_s": result.seconds, "peak_mb": memory.peak_mb}
-    periods = max(1, full.pool_refreshes)
-    period = math.ceil(full.steps / periods)
+    refreshes = full.resolved_pool_refreshes()  # of the whole run: the shortened one would resolve 'auto' to 0
+    period = math.ceil(full.steps / max(1, refreshes))
     timed = min(period, max(2, period_steps or period))
-    config = full.replace(steps=timed, pool_refreshes=min(1, full.pool_refreshes), audit_samples=0)
+    config = full.replace(steps=timed, pool_refreshes=min(1, refreshes), audit_samples=0)
     with memory.measure():
         clock.start = time.perf_counter()
         erase(backend, config, callbacks=clock)
@@ -144,8 +144,8 @@ def default_recipe(backend, method: str, overrides: dict[str, Any], period_steps
         "timed_steps": timed,
         "setup_s": setup,
         "s_per_step": per_period / period,
-        "projected_s": setup + periods * per_period,
-        "unet_evals_per_concept": periods * (clock.first_step_evals + (period - 1) * evals_rest),
+        "projected_s": setup + max(1, refreshes) * per_period,
+        "unet_evals_per_concept": max(1, refreshes) * (clock.first_step_evals + (period - 1) * evals_rest),
         "peak_mb": memory.peak_mb,
     }
 

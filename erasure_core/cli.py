@@ -53,7 +53,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             if kind is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
             else:
-                kwargs["type"] = kind
+                kwargs["type"] = f.metadata.get("parse", kind)
                 if "choices" in f.metadata:
                     kwargs["choices"] = f.metadata["choices"]
             group.add_argument(flag, **kwargs)

@@ -14,12 +14,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .defaults import DEFAULTS
+from .defaults import DEFAULTS, POOL_AUTO_MIN_REUSE, POOL_AUTO_REFRESHES
 from .errors import ConfigError
 from .layers import LAYER_SET_HELP, LAYER_SETS
 
 LOSS_SPACES = ("eps", "x0")
 POOL_MODELS = ("current", "original")
+AUTO = "auto"
+
+
+def int_or_auto(text: str) -> int | str:
+    """Parse a command-line value that is a whole number or 'auto'."""
+    return AUTO if text.strip().lower() == AUTO else int(text)
 
 
 def _opt(help: str, **meta: Any) -> Any:
@@ -98,10 +104,13 @@ class EraseConfig:
     pool_trajectories: int | None = _opt(
         "Stored sampling trajectories per erased concept that training latents are drawn from.", min=1, max=256
     )
-    pool_refreshes: int | None = _opt(
+    pool_refreshes: int | str | None = _opt(
         "Times per run the stored trajectories are re-sampled from the current model (0 = sample fresh latents at "
-        "every step, as the reference code does; about 25x the sampling cost).",
+        "every step, as the reference code does; about 25x the sampling cost). 'auto' = "
+        f"{POOL_AUTO_REFRESHES} where each trajectory then serves at least {POOL_AUTO_MIN_REUSE} training latents "
+        "(one concept in 100 steps, or up to 15 in 1000), else 0.",
         min=0,
+        parse=int_or_auto,
     )
     pool_fresh_steps: int | None = _opt(
         "Latents whose partial sampling takes at most this many DDIM steps (the noisiest ones) are sampled fresh "
@@ -151,6 +160,8 @@ class EraseConfig:
             meta = f.metadata
             if "choices" in meta and value not in meta["choices"]:
                 raise ConfigError(f"`{f.name}` is {value!r}; choose one of {', '.join(meta['choices'])}.")
+            if f.metadata.get("parse") is int_or_auto and not (value == AUTO or type(value) is int):
+                raise ConfigError(f"`{f.name}` is {value!r}; give a whole number or 'auto'.")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             if isinstance(value, float) and not math.isfinite(value):
@@ -159,6 +170,13 @@ class EraseConfig:
                 raise ConfigError(f"`{f.name}` is {value}; it must be at least {meta['min']}.")
             if "max" in meta and value > meta["max"]:
                 raise ConfigError(f"`{f.name}` is {value}; it must be at most {meta['max']}.")
+
+    def resolved_pool_refreshes(self) -> int:
+        """The latent-pool refreshes this run makes: `pool_refreshes`, with 'auto' resolved (0 = no pool)."""
+        if self.pool_refreshes != AUTO:
+            return self.pool_refreshes
+        reuse = self.steps * self.batch_size / (len(self.erase) * self.pool_trajectories * POOL_AUTO_REFRESHES)
+        return POOL_AUTO_REFRESHES if reuse >= POOL_AUTO_MIN_REUSE else 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able settings, `method` included (for reports and LoRA metadata)."""

@@ -86,7 +86,8 @@ class TrainingContext:
         if config.cuda_graphs and backend.device.type == "cuda" and getattr(backend, "supports_cuda_graphs", False):
             self._graphed = GraphedPredict(backend.predict_noise)
         self.pool: LatentPool | None = None
-        if config.pool_refreshes > 0:
+        refreshes = config.resolved_pool_refreshes()
+        if refreshes > 0:
             original = config.pool_model == "original"
             self.pool = LatentPool(
                 self._forward_original if original else self._forward,
@@ -99,7 +100,7 @@ class TrainingContext:
                 self.generator,
                 keep_predictions=original,
             )
-        self._refresh_every = math.ceil(config.steps / max(1, config.pool_refreshes))
+        self._refresh_every = math.ceil(config.steps / max(1, refreshes))
 
     def begin_step(self, step: int) -> None:
         """Called before training step `step` (1-based): starts a new latent-pool period when one is due."""

@@ -87,6 +87,7 @@ class EraseResult:
             "peak_memory_mb": round(self.peak_memory_mb, 1),
             "unet_evals": self.unet_evals,
             "unet_evals_per_concept": self.unet_evals / max(1, len(self.config.erase)),
+            "pool_refreshes": self.config.resolved_pool_refreshes(),  # 'auto' resolved; 0 = fresh latents
             "losses": self.losses,
             "found": self.found,
             "targets": self.targets,

@@ -9,6 +9,7 @@ tmp=$(mktemp -d)
 export OMP_NUM_THREADS=1
 run() { python -m benchmarks.miniworld.evaluate --device cpu --out-dir "$tmp" "$@"; }
 pool() { echo "{\"pool_refreshes\": $1, \"pool_trajectories\": $2$3}"; }
+fresh='{"pool_refreshes": 0}'  # the faithful recipe: every latent sampled fresh, whatever the default resolves to
 
 # Objects, 100 steps (the demo's recipe); the faithful run is results/objects.json of run_all.sh.
 run --task objects --methods esd,eap,age --set "$(pool 4 2)" --json "$out/miniworld_objects_pool_2x4.json" &
@@ -17,7 +18,7 @@ wait
 run --task objects --methods esd,eap,age --set "$(pool 4 4 ', "pool_model": "original", "pool_fresh_steps": 0')" \
     --json "$out/miniworld_objects_original_pool.json" &
 # The faithful recipe again with other seeds (training and images): how far two faithful runs differ.
-run --task objects --methods none,esd,eap,age --seed 1 --json "$out/miniworld_objects_faithful_seed1.json"
+run --task objects --methods none,esd,eap,age --seed 1 --set "$fresh" --json "$out/miniworld_objects_faithful_seed1.json"
 wait
 # One concept at a time, as the speed benchmark erases.
 run --task neighbours --methods esd,eap,age --erase apple,car,house --images-per-concept 8 --set "$(pool 4 2)" \
@@ -26,12 +27,12 @@ run --task neighbours --methods esd,eap,age --erase apple,car,house --images-per
 run --task objects --methods esd --steps 1000 --set '{"lr": 3e-4, "pool_refreshes": 4, "pool_trajectories": 2}' \
     --json "$out/miniworld_objects_1000steps_pool_2x4.json"
 wait
-run --task objects --methods none,esd --steps 1000 --set '{"lr": 3e-4}' --json "$out/miniworld_objects_1000steps.json" &
+run --task objects --methods none,esd --steps 1000 --set '{"lr": 3e-4, "pool_refreshes": 0}' --json "$out/miniworld_objects_1000steps.json" &
 # EAP at 1000 steps on splits 1 and 2 (each of the ten concepts erased once): the faithful run alone takes an hour.
 run --task objects --methods eap --splits 2 --steps 1000 --set '{"lr": 3e-4, "pool_refreshes": 4, "pool_trajectories": 2}' \
     --json "$out/miniworld_objects_1000steps_eap_pool_2x4.json"
 wait
-run --task objects --methods none,eap --splits 2 --steps 1000 --set '{"lr": 3e-4}' \
+run --task objects --methods none,eap --splits 2 --steps 1000 --set '{"lr": 3e-4, "pool_refreshes": 0}' \
     --json "$out/miniworld_objects_1000steps_eap.json"
 # ESD, the fastest method, with two more seeds of each recipe, for averages; EAP and AGE with seed 1 of each
 # recipe, objects and one concept per run.
@@ -39,10 +40,32 @@ run --task objects --methods esd --seed 1 --set "$(pool 4 2)" --json "$out/miniw
 run --task objects --methods esd --seed 2 --set "$(pool 4 2)" --json "$out/miniworld_objects_esd_pool_2x4_seed2.json"
 wait
 run --task objects --methods eap,age --seed 1 --set "$(pool 4 2)" --json "$out/miniworld_objects_pool_2x4_eap_age_seed1.json" &
-run --task objects --methods esd --seed 2 --json "$out/miniworld_objects_esd_seed2.json"
+run --task objects --methods esd --seed 2 --set "$fresh" --json "$out/miniworld_objects_esd_seed2.json"
 nb=(--task neighbours --methods eap,age --erase apple,car,house --images-per-concept 8 --seed 1)
-run "${nb[@]}" --json "$out/miniworld_neighbours_seed1.json"
+run "${nb[@]}" --set "$fresh" --json "$out/miniworld_neighbours_seed1.json"
 run "${nb[@]}" --set "$(pool 4 2)" --json "$out/miniworld_neighbours_pool_2x4_seed1.json"
+wait
+# Seeds 2 and 3 of one concept per run (EAP and AGE; ESD over seeds 0-3 faithful and 0-3 pooled), EAP at 1000 steps
+# with seed 1, and the two single-concept tasks: where 'auto' resolves to the pool.
+nb=(--task neighbours --erase apple,car,house --images-per-concept 8)
+run "${nb[@]}" --methods eap,age --seed 2 --set "$fresh" --json "$out/miniworld_neighbours_seed2.json" &
+run "${nb[@]}" --methods eap,age --seed 2 --set "$(pool 4 2)" --json "$out/miniworld_neighbours_pool_2x4_seed2.json"
+wait
+run "${nb[@]}" --methods eap,age --seed 3 --set "$fresh" --json "$out/miniworld_neighbours_seed3.json" &
+run "${nb[@]}" --methods esd,eap,age --seed 3 --set "$(pool 4 2)" --json "$out/miniworld_neighbours_pool_2x4_seed3.json"
+wait
+run --task objects --methods eap --splits 2 --steps 1000 --seed 1 --set '{"lr": 3e-4, "pool_refreshes": 0}' \
+    --json "$out/miniworld_objects_1000steps_eap_seed1.json" &
+run --task objects --methods eap --splits 2 --steps 1000 --seed 1 \
+    --set '{"lr": 3e-4, "pool_refreshes": 4, "pool_trajectories": 2}' --json "$out/miniworld_objects_1000steps_eap_pool_2x4_seed1.json"
+run --task styles --methods esd,eap,age --images-per-concept 8 --set "$(pool 4 2)" --json "$out/miniworld_styles_pool_2x4.json"
+run --task implicit --methods esd,eap,age --images-per-concept 8 --set "$(pool 4 2)" \
+    --json "$out/miniworld_implicit_pool_2x4.json"
+run "${nb[@]}" --methods esd --seed 1 --set "$fresh" --json "$out/miniworld_neighbours_esd_seed1.json"
+run "${nb[@]}" --methods esd --seed 2 --set "$fresh" --json "$out/miniworld_neighbours_esd_seed2.json"
+run "${nb[@]}" --methods esd --seed 3 --set "$fresh" --json "$out/miniworld_neighbours_esd_seed3.json"
+run "${nb[@]}" --methods esd --seed 1 --set "$(pool 4 2)" --json "$out/miniworld_neighbours_esd_pool_2x4_seed1.json"
+run "${nb[@]}" --methods esd --seed 2 --set "$(pool 4 2)" --json "$out/miniworld_neighbours_esd_pool_2x4_seed2.json"
 wait
 
 c() { python -m benchmarks.miniworld.compare_recipes "$@"; }

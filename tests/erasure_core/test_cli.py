@@ -97,3 +97,17 @@ def test_bad_input_exits_2_with_a_message(
 def test_defaults_are_printed_from_the_table(capsys: pytest.CaptureFixture) -> None:
     assert main(["erase", "--method", "age", "--defaults"]) == 0
     assert json.loads(capsys.readouterr().out)["k_closest"] == 100
+
+
+@pytest.mark.parametrize(("value", "expected"), [("auto", "auto"), ("AUTO", "auto"), ("3", 3), ("0", 0)])
+def test_pool_refreshes_takes_a_count_or_auto(value: str, expected: object) -> None:
+    from erasure_core.cli import _config_from_args, build_parser
+
+    args = build_parser().parse_args(["erase", "--model", "m", "--erase", "cat", "--pool-refreshes", value])
+    assert _config_from_args(args).pool_refreshes == expected
+
+
+def test_pool_refreshes_other_words_exit_2(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["erase", "--model", "m", "--erase", "cat", "--pool-refreshes", "often"])
+    assert exit_.value.code == 2 and "pool-refreshes" in capsys.readouterr().err

@@ -219,3 +219,50 @@ def test_context_mse_is_the_mean_of_per_latent_weighted_errors() -> None:
     from erasure_core.context import TrainingContext
 
     torch.testing.assert_close(TrainingContext.mse(Ctx(), prediction, target, draws), expected)
+
+
+@pytest.mark.parametrize(
+    ("concepts", "steps", "batch", "expected"),
+    [
+        (1, 100, 1, 4),  # 100 / (1 x 2 x 4) = 12.5 latents per trajectory
+        (1, 63, 1, 0),  # 7.9: just under 8
+        (1, 64, 1, 4),
+        (5, 100, 1, 0),  # five concepts in 100 steps: 2.5
+        (5, 1000, 1, 4),
+        (2, 40, 4, 4),  # four latents per step count as four
+    ],
+)
+def test_auto_pool_is_used_only_where_each_trajectory_serves_enough_latents(
+    concepts: int, steps: int, batch: int, expected: int
+) -> None:
+    erase_ = [f"concept {i}" for i in range(concepts)]
+    config = make_config("esd", erase=erase_, steps=steps, batch_size=batch)
+    assert config.pool_refreshes == "auto"
+    assert config.resolved_pool_refreshes() == expected
+    assert make_config("esd", erase=erase_, steps=steps, pool_refreshes=3).resolved_pool_refreshes() == 3
+    assert make_config("esd", erase=erase_, steps=steps, pool_refreshes=0).resolved_pool_refreshes() == 0
+
+
+@pytest.mark.parametrize("value", ["sometimes", 2.5, True, -1])
+def test_pool_refreshes_rejects_anything_but_a_count_or_auto(value: object) -> None:
+    from erasure_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pool_refreshes"):
+        make_config("esd", erase=["cat"], pool_refreshes=value)
+
+
+def test_auto_pool_trains_exactly_as_its_resolved_setting() -> None:
+    backend = make_backend("sd1", Path(tempfile.mkdtemp()))
+    settings = {"steps": 64, "ddim_steps": 16, "audit_samples": 0, "pool_trajectories": 1, "pool_fresh_steps": 0}
+
+    def run(erase_: list[str], **extra):
+        result = erase(backend, make_config("esd", erase=erase_, **settings, **extra))
+        return result.unet_evals, result.weights
+
+    def same(a, b) -> bool:
+        return a[0] == b[0] and all(torch.equal(a[1][k].up, b[1][k].up) for k in a[1])
+
+    one, pooled, fresh = run(["cat"]), run(["cat"], pool_refreshes=4), run(["cat"], pool_refreshes=0)
+    assert same(one, pooled) and one[0] < fresh[0]  # 64 latents from 4 trajectories: the pool
+    several = ["cat", "dog", "car", "tree", "house", "apple", "bird", "boat", "lamp"]  # 64 / 9 / 4 < 8: fresh
+    assert same(run(several), run(several, pool_refreshes=0))
