@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .defaults import DEFAULTS, POOL_AUTO_MIN_REUSE, POOL_AUTO_REFRESHES
+from .defaults import DEFAULTS, POOL_AUTO_LAYERS, POOL_AUTO_MIN_REUSE, POOL_AUTO_REFRESHES
 from .errors import ConfigError
 from .layers import LAYER_SET_HELP, LAYER_SETS
 
@@ -107,8 +107,8 @@ class EraseConfig:
     pool_refreshes: int | str | None = _opt(
         "Times per run the stored trajectories are re-sampled from the current model (0 = sample fresh latents at "
         "every step, as the reference code does; about 25x the sampling cost). 'auto' = "
-        f"{POOL_AUTO_REFRESHES} where each trajectory then serves at least {POOL_AUTO_MIN_REUSE} training latents "
-        "(one concept in 100 steps, or up to 15 in 1000), else 0.",
+        f"{POOL_AUTO_REFRESHES} for the {' / '.join(POOL_AUTO_LAYERS)} layer sets where each trajectory then serves "
+        f"at least {POOL_AUTO_MIN_REUSE} training latents (one concept in 100 steps, or up to 15 in 1000), else 0.",
         min=0,
         parse=int_or_auto,
     )
@@ -175,6 +175,8 @@ class EraseConfig:
         """The latent-pool refreshes this run makes: `pool_refreshes`, with 'auto' resolved (0 = no pool)."""
         if self.pool_refreshes != AUTO:
             return self.pool_refreshes
+        if self.layers not in POOL_AUTO_LAYERS:
+            return 0
         reuse = self.steps * self.batch_size / (len(self.erase) * self.pool_trajectories * POOL_AUTO_REFRESHES)
         return POOL_AUTO_REFRESHES if reuse >= POOL_AUTO_MIN_REUSE else 0
 

@@ -134,7 +134,7 @@ def test_gumbel_sample_stays_in_the_allowed_candidates_and_trains_them() -> None
 @pytest.mark.parametrize("method", ["esd", "eap", "age"])
 def test_engine_counts_the_pool_and_spends_far_less_than_fresh_sampling(method: str) -> None:
     backend = make_backend("sd1", Path(tempfile.mkdtemp()))
-    settings = {"k_closest": 20, "num_centers": 6} if method != "esd" else {}
+    settings = {"k_closest": 20, "num_centers": 6, "pool_candidates": 0} if method != "esd" else {}
     settings = {"steps": 16, "ddim_steps": 20, "audit_samples": 0, **settings}
     pooled = erase(backend, make_config(method, erase=["cat"], pool_refreshes=1, pool_fresh_steps=0, **settings))
     fresh = erase(backend, make_config(method, erase=["cat"], pool_refreshes=0, **settings))
@@ -239,6 +239,7 @@ def test_auto_pool_is_used_only_where_each_trajectory_serves_enough_latents(
     config = make_config("esd", erase=erase_, steps=steps, batch_size=batch)
     assert config.pool_refreshes == "auto"
     assert config.resolved_pool_refreshes() == expected
+    assert make_config("esd", erase=erase_, steps=steps, layers="noxattn").resolved_pool_refreshes() == 0
     assert make_config("esd", erase=erase_, steps=steps, pool_refreshes=3).resolved_pool_refreshes() == 3
     assert make_config("esd", erase=erase_, steps=steps, pool_refreshes=0).resolved_pool_refreshes() == 0
 
