@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The latent pool against fresh sampling on the miniature world (README, "The latent pool"): each run is a
 # `evaluate` report in benchmarks/results/, compared with `compare_recipes`. Single-threaded runs, two at a time,
-# take about 4 hours on 2 CPU cores in all.
+# take about 6 hours on 2 CPU cores in all.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=benchmarks/results
@@ -45,7 +45,7 @@ nb=(--task neighbours --methods eap,age --erase apple,car,house --images-per-con
 run "${nb[@]}" --set "$fresh" --json "$out/miniworld_neighbours_seed1.json"
 run "${nb[@]}" --set "$(pool 4 2)" --json "$out/miniworld_neighbours_pool_2x4_seed1.json"
 wait
-# Seeds 2 and 3 of one concept per run (EAP and AGE; ESD over seeds 0-3 faithful and 0-3 pooled), EAP at 1000 steps
+# Seeds 2 and 3 of one concept per run (EAP and AGE; ESD over seeds 0-2), EAP at 1000 steps
 # with seed 1, and the two single-concept tasks: where 'auto' resolves to the pool.
 nb=(--task neighbours --erase apple,car,house --images-per-concept 8)
 run "${nb[@]}" --methods eap,age --seed 2 --set "$fresh" --json "$out/miniworld_neighbours_seed2.json" &
@@ -63,23 +63,40 @@ run --task implicit --methods esd,eap,age --images-per-concept 8 --set "$(pool 4
     --json "$out/miniworld_implicit_pool_2x4.json"
 run "${nb[@]}" --methods esd --seed 1 --set "$fresh" --json "$out/miniworld_neighbours_esd_seed1.json"
 run "${nb[@]}" --methods esd --seed 2 --set "$fresh" --json "$out/miniworld_neighbours_esd_seed2.json"
-run "${nb[@]}" --methods esd --seed 3 --set "$fresh" --json "$out/miniworld_neighbours_esd_seed3.json"
 run "${nb[@]}" --methods esd --seed 1 --set "$(pool 4 2)" --json "$out/miniworld_neighbours_esd_pool_2x4_seed1.json"
 run "${nb[@]}" --methods esd --seed 2 --set "$(pool 4 2)" --json "$out/miniworld_neighbours_esd_pool_2x4_seed2.json"
+# AGE with trajectories of its own for 8 candidate targets per period instead of the erased concept's.
+run "${nb[@]}" --methods age --set "$(pool 4 2 ', "pool_candidates": 8')" --json "$out/miniworld_neighbours_age_pool_2x4_c8.json"
+for seed in 1 2 3; do
+    run "${nb[@]}" --methods age --seed $seed --set "$(pool 4 2 ', "pool_candidates": 8')" \
+        --json "$out/miniworld_neighbours_age_pool_2x4_c8_seed$seed.json"
+done
 wait
 
 c() { python -m benchmarks.miniworld.compare_recipes "$@"; }
-c benchmarks/miniworld/results/objects.json "$out/miniworld_objects_pool_2x4.json" --labels faithful,pool-2x4
-c benchmarks/miniworld/results/objects.json "$out/miniworld_objects_pool_4x8.json" --labels faithful,pool-4x8
-c benchmarks/miniworld/results/objects.json "$out/miniworld_objects_original_pool.json" --labels faithful,original-pool
-c benchmarks/miniworld/results/objects.json "$out/miniworld_objects_faithful_seed1.json" --labels seed-0,seed-1
-c benchmarks/miniworld/results/neighbours.json "$out/miniworld_neighbours_pool_2x4.json" --labels faithful,pool-2x4
-c "$out/miniworld_objects_1000steps.json" "$out/miniworld_objects_1000steps_pool_2x4.json" --labels faithful,pool-2x4
-c "$out/miniworld_objects_1000steps_eap.json" "$out/miniworld_objects_1000steps_eap_pool_2x4.json" --labels faithful,pool-2x4
-f="benchmarks/miniworld/results/objects.json,$out/miniworld_objects_faithful_seed1.json,$out/miniworld_objects_esd_seed2.json"
+m=benchmarks/miniworld/results
+c $m/objects.json "$out/miniworld_objects_faithful_seed1.json" --labels seed-0,seed-1
+# One concept per run: EAP and AGE over seeds 0-3, ESD over seeds 0-2, AGE with candidate trajectories.
+c "$m/neighbours.json,$out/miniworld_neighbours_seed1.json,$out/miniworld_neighbours_seed2.json,$out/miniworld_neighbours_seed3.json" \
+    "$out/miniworld_neighbours_pool_2x4.json,$out/miniworld_neighbours_pool_2x4_seed1.json,$out/miniworld_neighbours_pool_2x4_seed2.json,$out/miniworld_neighbours_pool_2x4_seed3.json" \
+    --labels faithful,pool-2x4
+c "$m/neighbours.json,$out/miniworld_neighbours_esd_seed1.json,$out/miniworld_neighbours_esd_seed2.json" \
+    "$out/miniworld_neighbours_pool_2x4.json,$out/miniworld_neighbours_esd_pool_2x4_seed1.json,$out/miniworld_neighbours_esd_pool_2x4_seed2.json" \
+    --labels faithful,pool-2x4
+c "$m/neighbours.json,$out/miniworld_neighbours_seed1.json,$out/miniworld_neighbours_seed2.json,$out/miniworld_neighbours_seed3.json" \
+    "$out/miniworld_neighbours_age_pool_2x4_c8.json,$out/miniworld_neighbours_age_pool_2x4_c8_seed1.json,$out/miniworld_neighbours_age_pool_2x4_c8_seed2.json,$out/miniworld_neighbours_age_pool_2x4_c8_seed3.json" \
+    --labels faithful,pool-2x4-c8
+c $m/styles.json "$out/miniworld_styles_pool_2x4.json" --labels faithful,pool-2x4
+c $m/implicit.json "$out/miniworld_implicit_pool_2x4.json" --labels faithful,pool-2x4
+# Five concepts in 100 steps ('auto' samples fresh here).
+f="$m/objects.json,$out/miniworld_objects_faithful_seed1.json,$out/miniworld_objects_esd_seed2.json"
 c "$f" "$out/miniworld_objects_pool_2x4.json,$out/miniworld_objects_esd_pool_2x4_seed1.json,$out/miniworld_objects_esd_pool_2x4_seed2.json" \
     --labels faithful-3-seeds,pool-2x4-3-seeds
-c "benchmarks/miniworld/results/objects.json,$out/miniworld_objects_faithful_seed1.json" \
+c "$m/objects.json,$out/miniworld_objects_faithful_seed1.json" \
     "$out/miniworld_objects_pool_2x4.json,$out/miniworld_objects_pool_2x4_eap_age_seed1.json" --labels faithful,pool-2x4
-c "benchmarks/miniworld/results/neighbours.json,$out/miniworld_neighbours_seed1.json" \
-    "$out/miniworld_neighbours_pool_2x4.json,$out/miniworld_neighbours_pool_2x4_seed1.json" --labels faithful,pool-2x4
+c $m/objects.json "$out/miniworld_objects_pool_4x8.json" --labels faithful,pool-4x8
+c $m/objects.json "$out/miniworld_objects_original_pool.json" --labels faithful,original-pool
+# 1000 steps.
+c "$out/miniworld_objects_1000steps.json" "$out/miniworld_objects_1000steps_pool_2x4.json" --labels faithful,pool-2x4
+c "$out/miniworld_objects_1000steps_eap.json,$out/miniworld_objects_1000steps_eap_seed1.json" \
+    "$out/miniworld_objects_1000steps_eap_pool_2x4.json,$out/miniworld_objects_1000steps_eap_pool_2x4_seed1.json" --labels faithful,pool-2x4
