@@ -160,7 +160,7 @@ class EraseConfig:
             meta = f.metadata
             if "choices" in meta and value not in meta["choices"]:
                 raise ConfigError(f"`{f.name}` is {value!r}; choose one of {', '.join(meta['choices'])}.")
-            if f.metadata.get("parse") is int_or_auto and not (value == AUTO or type(value) is int):
+            if meta.get("parse") is int_or_auto and not (value == AUTO or type(value) is int):
                 raise ConfigError(f"`{f.name}` is {value!r}; give a whole number or 'auto'.")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
