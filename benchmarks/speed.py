@@ -127,7 +127,8 @@ def default_recipe(backend, method: str, overrides: dict[str, Any], period_steps
             result = erase(backend, full.replace(audit_samples=0))
         return {"recipe": "default", "steps": 1, "projected_s": result.seconds, "peak_mb": memory.peak_mb}
     refreshes = full.resolved_pool_refreshes()  # of the whole run: the shortened one would resolve 'auto' to 0
-    period = math.ceil(full.steps / max(1, refreshes))
+    periods = max(1, refreshes)
+    period = math.ceil(full.steps / periods)
     timed = min(period, max(2, period_steps or period))
     config = full.replace(steps=timed, pool_refreshes=min(1, refreshes), audit_samples=0)
     with memory.measure():
@@ -144,8 +145,8 @@ def default_recipe(backend, method: str, overrides: dict[str, Any], period_steps
         "timed_steps": timed,
         "setup_s": setup,
         "s_per_step": per_period / period,
-        "projected_s": setup + max(1, refreshes) * per_period,
-        "unet_evals_per_concept": max(1, refreshes) * (clock.first_step_evals + (period - 1) * evals_rest),
+        "projected_s": setup + periods * per_period,
+        "unet_evals_per_concept": periods * (clock.first_step_evals + (period - 1) * evals_rest),
         "peak_mb": memory.peak_mb,
     }
 
@@ -300,8 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[CACHE_ENV] = "off"  # every run pays the candidate search's set-up: comparable seconds
     if args.show:
         reports = [json.loads(Path(path).read_text()) for path in args.show]
+        references = reference_rows(reports)
         for report in reports:
-            print(show(report, reference_rows(reports)) + "\n")
+            print(show(report, references) + "\n")
         return 0
     overrides = json.loads(args.set or "{}")
     models = args.models.split(",")
