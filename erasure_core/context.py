@@ -56,7 +56,7 @@ class Draws:
 @dataclass
 class Latents:
     """A step's training latents, and per prompt the original model's (eps_uncond, eps_cond) at that prompt's rows
-    where the latent pool already computed them while sampling (`pool_model="original"`), else None."""
+    where the latent pool has them (see `LatentPool.visit`), else None."""
 
     x: torch.Tensor
     original: list[tuple[torch.Tensor, torch.Tensor] | None]
@@ -99,6 +99,8 @@ class TrainingContext:
                 config.pool_trajectories,
                 self.generator,
                 keep_predictions=original,
+                # ESD's and EAP's targets need them only with the unconditional anchor (AGE: the erased half).
+                original=self._forward_original if not original and prompts.anchor is prompts.uncond else None,
             )
         self._refresh_every = math.ceil(config.steps / max(1, refreshes))
 
@@ -161,10 +163,13 @@ class TrainingContext:
         timesteps, which carry the x0-space loss's largest weights and cost little to sample), or when a prompt has
         no key (a soft mixture that is new at every step).
         """
-        return self.latents_with_predictions(prompts, draws).x
+        return self.latents_with_predictions(prompts, draws, predictions=False).x
 
-    def latents_with_predictions(self, prompts: Sequence[PoolPrompt], draws: Draws) -> Latents:
-        """`latents`, plus the original model's predictions there where the pool already has them."""
+    def latents_with_predictions(
+        self, prompts: Sequence[PoolPrompt], draws: Draws, predictions: bool = True
+    ) -> Latents:
+        """`latents`, plus the original model's (eps_uncond, eps_cond) there for each prompt the pool has or can
+        make them for (`LatentPool.visit`): a pooled latent's are computed once per period, not once per visit."""
         fresh = self.pool is None or any(p.key is None for p in prompts)
         cond = Conditioning.cat([p.cond for p in prompts])
         per_draw, known = [], []
@@ -173,10 +178,9 @@ class TrainingContext:
                 per_draw.append(self.sample_latents(cond, self.noise().repeat(len(prompts), 1, 1, 1), draw))
                 known.append([None] * len(prompts))
             else:
-                x, predictions = self.pool.visit(prompts, draw)
+                x, original = self.pool.visit(prompts, draw, predictions)
                 per_draw.append(x)
-                # Only the latent's own timestep has them; the reference offset trains at another one.
-                known.append(predictions if draw.t == draw.path[-1] else [None] * len(prompts))
+                known.append(original)
         x = torch.stack(per_draw, dim=1).flatten(0, 1)  # [draw, prompt] -> prompt-major rows
         self.last_latent = x[0].detach()
         original = []

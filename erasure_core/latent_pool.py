@@ -4,11 +4,13 @@ The reference code makes every training latent x_t by sampling from noise with t
 the drawn timestep: about 50 UNet evaluations for one latent (algorithms.md §1). One trajectory run down the whole
 schedule passes through a latent at every training timestep, so the pool samples a few trajectories per prompt, hands
 out (trajectory, timestep) pairs from them, and re-samples them a fixed number of times per run (`pool_refreshes`).
-By default the current model samples them, so that the latents follow the edit as the reference's do. With
-`pool_model="original"` the unedited model samples them instead and the pool keeps its unconditional and conditional
-predictions along the way: those are exactly the original model's predictions that ESD's and EAP's targets need at
-the pooled latents, so the targets cost no UNet evaluation. Trajectories are sampled lazily, on a prompt's first use
-in a period, so prompts that are never drawn cost nothing.
+By default the current model samples them, so that the latents follow the edit as the reference's do.
+
+ESD's and EAP's targets need the original model's unconditional and conditional predictions at each latent. The
+original model does not change during a run and a pooled latent is handed out many times per period, so the pool
+keeps those predictions per latent: computed on a latent's first visit (`original`), or, with
+`pool_model="original"`, taken from the unedited model's own sampling, so that they cost no evaluation at all.
+Trajectories are sampled lazily, on a prompt's first use in a period, so prompts that are never drawn cost nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from .backends.base import Conditioning
-from .sampling import Predict, TimestepDraw, ddim_sample, ddim_trajectory
+from .sampling import Predict, TimestepDraw, ddim_sample, ddim_trajectory, guided_halves
 
 Noise = Callable[[int], torch.Tensor]
 
@@ -39,7 +41,8 @@ class _Trajectories:
     slots: list[int]  # the noise slot each trajectory started from
     cond: Conditioning  # the prompt they were sampled with
     latents: dict[int, torch.Tensor]  # timestep -> [len(slots), C, H, W]
-    predictions: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None  # timestep -> (eps_uncond, eps_cond)
+    # (timestep, row) -> the original model's (eps_uncond, eps_cond) there, each [1, C, H, W]
+    predictions: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]]
 
 
 class LatentPool:
@@ -60,6 +63,7 @@ class LatentPool:
         trajectories: int,
         generator: torch.Generator,
         keep_predictions: bool = False,
+        original: Predict | None = None,
     ) -> None:
         self.predict = predict
         self.noise = noise
@@ -69,7 +73,8 @@ class LatentPool:
         self.alphas_cumprod = alphas_cumprod
         self.size = trajectories
         self.generator = generator
-        self.keep_predictions = keep_predictions
+        self.keep_predictions = keep_predictions  # `predict` is the original model: keep what it predicts
+        self.original = original  # the original model, to predict at a latent on its first visit (None: never)
         self.period = -1
         self._bank = torch.empty(0)
         self._entries: dict[Hashable, _Trajectories] = {}
@@ -87,11 +92,13 @@ class LatentPool:
         return self.visit(prompts, draw)[0]
 
     def visit(
-        self, prompts: Sequence[PoolPrompt], draw: TimestepDraw
+        self, prompts: Sequence[PoolPrompt], draw: TimestepDraw, predictions: bool = True
     ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor] | None]]:
-        """`latents`, plus per prompt the sampling model's (eps_uncond, eps_cond) there: kept with
-        `keep_predictions` and only for a prompt whose conditioning is the one its key's trajectories were sampled
-        with (a prompt that shares another's trajectories gets None)."""
+        """`latents`, plus per prompt the original model's (eps_uncond, eps_cond) there, when `predictions` asks
+        for them: kept from sampling with `keep_predictions`, else computed on the latent's first visit with
+        `original` and kept for the period. None for a prompt whose conditioning is not the one its key's
+        trajectories were sampled with (a prompt that shares another's trajectories), for a draw that trains at
+        another timestep than its latent's, and where neither source applies."""
         self.prefetch(prompts)
         entries = [self._entries[p.key] for p in prompts]
         slots = set(entries[0].slots)
@@ -104,14 +111,20 @@ class LatentPool:
         timestep = draw.path[-1]
         rows = [e.slots.index(slot) for e in entries]
         x = torch.cat([e.latents[timestep][row][None] for e, row in zip(entries, rows, strict=True)])
-        predictions = []
-        for prompt, entry, row in zip(prompts, entries, rows, strict=True):
-            if entry.predictions is None or not _same(prompt.cond, entry.cond):
-                predictions.append(None)
-                continue
-            eps_uncond, eps_cond = entry.predictions[timestep]
-            predictions.append((eps_uncond[row][None], eps_cond[row][None]))
-        return x, predictions
+        wanted = predictions and draw.t == timestep  # the reference offset trains at another timestep
+        known = [
+            self._predictions(entry, timestep, row) if wanted and _same(prompt.cond, entry.cond) else None
+            for prompt, entry, row in zip(prompts, entries, rows, strict=True)
+        ]
+        return x, known
+
+    def _predictions(self, entry: _Trajectories, timestep: int, row: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The original model's predictions at one stored latent: kept, or made now and kept (one batched call)."""
+        if (timestep, row) not in entry.predictions and self.original is not None:
+            with torch.no_grad():
+                x = entry.latents[timestep][row][None]
+                entry.predictions[timestep, row] = guided_halves(self.original, x, timestep, entry.cond, self.uncond)
+        return entry.predictions.get((timestep, row))
 
     def prefetch(self, prompts: Sequence[PoolPrompt]) -> None:
         """Sample every prompt not yet in the pool in one batched run (a GPU runs a batch for the price of one)."""
@@ -140,18 +153,20 @@ class LatentPool:
         if self.keep_predictions:
             visits = ddim_trajectory(*args, self.alphas_cumprod)
             latents = {t: v.x for t, v in visits.items()}
-            predictions = {t: (v.eps_uncond, v.eps_cond) for t, v in visits.items()}
         else:
             latents = ddim_sample(*args, self.alphas_cumprod, record=self.path)[1]
-            predictions = None
         offset = 0
         for prompt, slots in plan:
             part = slice(offset, offset + len(slots))
+            kept = {}
+            if self.keep_predictions:
+                kept = {
+                    (t, row): (v.eps_uncond[offset + row][None], v.eps_cond[offset + row][None])
+                    for t, v in visits.items()
+                    for row in range(len(slots))
+                }
             self._entries[prompt.key] = _Trajectories(
-                slots,
-                prompt.cond.detach(),
-                {t: x[part] for t, x in latents.items()},
-                None if predictions is None else {t: (u[part], c[part]) for t, (u, c) in predictions.items()},
+                slots, prompt.cond.detach(), {t: x[part] for t, x in latents.items()}, kept
             )
             offset += len(slots)
 

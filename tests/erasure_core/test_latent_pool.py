@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from erasure_core import erase, make_config
+from erasure_core import erase, latent_pool, make_config
 from erasure_core.adversarial import gumbel_sample
 from erasure_core.backends.base import Conditioning
 from erasure_core.latent_pool import LatentPool, PoolPrompt
@@ -132,21 +132,54 @@ def test_gumbel_sample_stays_in_the_allowed_candidates_and_trains_them() -> None
 
 
 @pytest.mark.parametrize("method", ["esd", "eap", "age"])
-def test_engine_counts_the_pool_and_spends_far_less_than_fresh_sampling(method: str) -> None:
+def test_engine_counts_the_pool_and_spends_far_less_than_fresh_sampling(
+    method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first_visits = []  # latents whose original-model predictions the pool made (once each per period)
+    halves = latent_pool.guided_halves
+    monkeypatch.setattr(latent_pool, "guided_halves", lambda *args: first_visits.append(1) or halves(*args))
     backend = make_backend("sd1", Path(tempfile.mkdtemp()))
     settings = {"k_closest": 20, "num_centers": 6, "pool_candidates": 0} if method != "esd" else {}
-    settings = {"steps": 16, "ddim_steps": 20, "audit_samples": 0, **settings}
+    settings = {"steps": 32, "ddim_steps": 10, "audit_samples": 0, **settings}
     pooled = erase(backend, make_config(method, erase=["cat"], pool_refreshes=1, pool_fresh_steps=0, **settings))
+    visited = len(first_visits)
     fresh = erase(backend, make_config(method, erase=["cat"], pool_refreshes=0, **settings))
+    sampling = 2 * 9 * 2  # 2 trajectories x 9 guided DDIM steps x 2
+    assert 0 < visited <= 2 * 10  # at most one per stored latent: 32 draws reuse some
     if method == "esd":
-        # 2 trajectories x 19 guided DDIM steps x 2, plus per step 2 frozen + 1 forward + 1 backward.
-        assert pooled.unet_evals == 2 * 19 * 2 + 16 * 4
+        # Per step only the edited forward and its backward; 2 original predictions per latent's first visit.
+        assert pooled.unet_evals == sampling + 2 * visited + 32 * 2
     if method == "age":
         # The target mixture is preserved on the erased concept's pooled latent, so the original model's c_t
-        # prediction there is made once per half-step: parameter step 2 frozen + 2 forward + 2 backward, logit
-        # step 1 edited, 1 + 1 original at c_t (differentiable in c_t), 1 + 1 edited at c_t.
-        assert pooled.unet_evals == 2 * 19 * 2 + 16 * (6 + 5)
+        # prediction there is made once per half-step: parameter step 1 original at c_t + 2 forward + 2 backward,
+        # logit step 1 edited, 1 + 1 original at c_t (differentiable in c_t), 1 + 1 edited at c_t.
+        assert pooled.unet_evals == sampling + 2 * visited + 32 * (5 + 5)
     assert pooled.unet_evals < fresh.unet_evals / 2
+
+
+@pytest.mark.parametrize("method", ["esd", "eap"])
+def test_predictions_kept_per_pooled_latent_change_the_cost_not_the_training(
+    method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = make_backend("sd1", Path(tempfile.mkdtemp()))
+    settings = {"k_closest": 20, "num_centers": 6} if method != "esd" else {}
+    config = make_config(
+        method,
+        erase=["cat"],
+        steps=24,
+        ddim_steps=10,
+        audit_samples=0,
+        pool_refreshes=2,
+        pool_fresh_steps=0,
+        **settings,
+    )
+    kept = erase(backend, config)
+    monkeypatch.setattr(LatentPool, "_predictions", lambda self, entry, timestep, row: None)  # every step asks
+    recomputed = erase(backend, config)
+    assert kept.unet_evals < recomputed.unet_evals
+    torch.testing.assert_close(kept.losses, recomputed.losses, rtol=1e-5, atol=1e-7)
+    for name, weights in kept.weights.items():
+        torch.testing.assert_close(weights.up, recomputed.weights[name].up, rtol=1e-5, atol=1e-7)
 
 
 def test_original_model_pool_gives_esd_its_targets_for_free() -> None:
@@ -267,3 +300,4 @@ def test_auto_pool_trains_exactly_as_its_resolved_setting() -> None:
     assert same(one, pooled) and one[0] < fresh[0]  # 64 latents from 4 trajectories: the pool
     several = ["cat", "dog", "car", "tree", "house", "apple", "bird", "boat", "lamp"]  # 64 / 9 / 4 < 8: fresh
     assert same(run(several), run(several, pool_refreshes=0))
+
