@@ -76,3 +76,14 @@ def test_rows_without_a_reference_borrow_one_of_the_same_machine_and_model() -> 
     assert "| 20.0x* | 40.0x* |" in show(pooled, references)  # 400 / 20 end to end, 400 / (20 - 10) without set-up
     assert "| 20.0x | 40.0x |" in show(faithful, references)
     assert "x*" not in show(elsewhere, references)  # another machine's reference is never used
+
+
+def test_period_steps_take_one_count_or_one_per_method() -> None:
+    import argparse
+
+    from benchmarks.speed import period_steps
+
+    assert period_steps("10") == {"esd": 10, "eap": 10, "age": 10}
+    assert period_steps("age=10,eap=30") == {"age": 10, "eap": 30}  # ESD then runs whole periods
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown method"):
+        period_steps("sdxl=10")
