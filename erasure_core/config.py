@@ -247,6 +247,10 @@ class AgeConfig(_SearchFields):
     detached_erasure_term: bool | None = _opt(
         "Reproduce the reference code's detached erasure term in the target search (a bug; for comparison)."
     )
+    pool_search_only: bool | None = _opt(
+        "With the latent pool on, only the target search's steps take pooled latents; the parameter steps sample "
+        "the erased concept's latent fresh and preserve the target on it."
+    )
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,12 @@ def train_step(ctx: TrainingContext, state: SearchState) -> dict[str, Any]:
     target = search_prompt(ctx, state, index, sample_weights(ctx, state, index))
     target_cond = target.cond.detach()
     draws = ctx.draw()
-    sampled = ctx.latents_with_predictions([PoolPrompt(("erased", index), erased), target], draws)
-    x_e, x_t = sampled.x.chunk(2)
+    if c.pool_search_only and ctx.pool is not None:  # x_e fresh (no key), c_t preserved on it
+        sampled = ctx.latents_with_predictions([PoolPrompt(None, erased)], draws)
+        x_e = x_t = sampled.x
+    else:
+        sampled = ctx.latents_with_predictions([PoolPrompt(("erased", index), erased), target], draws)
+        x_e, x_t = sampled.x.chunk(2)
     shared = torch.equal(x_e, x_t)  # one pooled latent for both (`pool_candidates=0`): c_t's predictions agree
     known = sampled.original[0]  # the pool's eps(x_e, ""), eps(x_e, c_e), if it has them
     rows, conds = ([x_e], [target_cond]) if shared else ([x_e, x_t], [target_cond, target_cond])

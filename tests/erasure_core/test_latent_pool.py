@@ -141,6 +141,8 @@ def test_engine_counts_the_pool_and_spends_far_less_than_fresh_sampling(
     backend = make_backend("sd1", Path(tempfile.mkdtemp()))
     settings = {"k_closest": 20, "num_centers": 6, "pool_candidates": 0} if method != "esd" else {}
     settings = {"steps": 32, "ddim_steps": 10, "audit_samples": 0, **settings}
+    if method == "age":
+        settings["pool_search_only"] = False  # the shared pool for both of AGE's steps
     pooled = erase(backend, make_config(method, erase=["cat"], pool_refreshes=1, pool_fresh_steps=0, **settings))
     visited = len(first_visits)
     fresh = erase(backend, make_config(method, erase=["cat"], pool_refreshes=0, **settings))
@@ -301,3 +303,34 @@ def test_auto_pool_trains_exactly_as_its_resolved_setting() -> None:
     several = ["cat", "dog", "car", "tree", "house", "apple", "bird", "boat", "lamp"]  # 64 / 9 / 4 < 8: fresh
     assert same(run(several), run(several, pool_refreshes=0))
 
+
+def test_age_search_only_pool_samples_each_parameter_steps_latent_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    from erasure_core.context import TrainingContext
+
+    fresh_rows, pooled_visits = [], []
+    sample, visit = TrainingContext.sample_latents, LatentPool.visit
+
+    def counting_sample(self, cond, z, draw):
+        fresh_rows.append(len(cond))
+        return sample(self, cond, z, draw)
+
+    def counting_visit(self, prompts, draw, predictions=True):
+        pooled_visits.append(len(prompts))
+        return visit(self, prompts, draw, predictions)
+
+    monkeypatch.setattr(TrainingContext, "sample_latents", counting_sample)
+    monkeypatch.setattr(LatentPool, "visit", counting_visit)
+    backend = make_backend("sd1", Path(tempfile.mkdtemp()))
+    settings = {"steps": 12, "ddim_steps": 10, "audit_samples": 0, "k_closest": 20, "num_centers": 6}
+    config = make_config("age", erase=["cat"], pool_refreshes=1, pool_fresh_steps=0, pool_search_only=True, **settings)
+    result = erase(backend, config)
+    assert all(torch.isfinite(torch.tensor(result.losses)))
+    assert fresh_rows == [1] * 12  # the erased concept's latent only: the target is preserved on it
+    assert pooled_visits == [2] * 12  # every logit step's (erased, target) pair from the pool
+
+    # Without the pool the option changes nothing: the faithful recipe samples both latents fresh at every step.
+    fresh_rows.clear()
+    faithful = erase(backend, make_config("age", erase=["cat"], pool_refreshes=0, pool_search_only=False, **settings))
+    flagged = erase(backend, make_config("age", erase=["cat"], pool_refreshes=0, pool_search_only=True, **settings))
+    assert fresh_rows[:24] == [2] * 24  # parameter and logit step of each of the 12 steps: erased and target
+    assert faithful.losses == flagged.losses
