@@ -34,7 +34,9 @@ _COMMON: dict[str, Any] = {
     "pool_trajectories": 2,
     "pool_refreshes": "auto",
     "pool_model": "current",
-    "pool_fresh_steps": 10,  # ours: the x0-space loss weights the noisiest latents most (above 26); cheap to sample fresh.
+    # ours: every latent from the pool, the noisiest included; on the miniature world ESD and EAP kept their quality
+    # without fresh ones (README, "The latent pool"), which at SD's 1000 steps cost EAP 40% of its UNet evaluations.
+    "pool_fresh_steps": 0,
     # ours: at SD sizes a GPU spends most of an eager no-gradient forward waiting for Python to launch kernels
     # (benchmarks/speed.py); replaying captured graphs removes that. Ignored on CPU and by backends without support.
     "cuda_graphs": True,
@@ -64,15 +66,7 @@ _SEARCH: dict[str, Any] = {
 
 DEFAULTS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
     {
-        "esd": MappingProxyType(
-            {
-                **_COMMON,
-                # ours: ESD's noise-space loss weights every timestep alike, so its noisiest latents need no fresh
-                # sampling; on the miniature world the pool erased as fully without it and kept as much (README,
-                # "The latent pool"), and at SD's 1000 steps it is about a third of the run's UNet evaluations.
-                "pool_fresh_steps": 0,
-            }
-        ),
+        "esd": MappingProxyType({**_COMMON}),
         "eap": MappingProxyType(
             {
                 **_COMMON,
@@ -98,6 +92,7 @@ DEFAULTS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
                 # over 4 seeds, one concept per run; README "The latent pool"), while the pool only for the target
                 # search's steps erased as much (96.9) and kept within 2 points, at a third of the UNet evaluations.
                 "pool_search_only": True,
+                "pool_fresh_steps": 10,  # ours: as measured with the search-only pool (the noisiest 11 of 50 fresh)
             }
         ),
         "uce": MappingProxyType(

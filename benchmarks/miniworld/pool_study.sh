@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The latent pool against fresh sampling on the miniature world (README, "The latent pool"): each run is a
 # `evaluate` report in benchmarks/results/, compared with `compare_recipes`. Single-threaded runs, two at a time,
-# take about 6 hours on 2 CPU cores in all.
+# take about 8 hours on 2 CPU cores in all.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=benchmarks/results
@@ -71,6 +71,31 @@ for seed in 1 2 3; do
     run "${nb[@]}" --methods age --seed $seed --set "$(pool 4 2 ', "pool_candidates": 8')" \
         --json "$out/miniworld_neighbours_age_pool_2x4_c8_seed$seed.json"
 done
+# ESD without fresh noisiest latents (its default).
+f0='{"pool_refreshes": 4, "pool_trajectories": 2, "pool_fresh_steps": 0}'
+for seed in 0 1 2; do
+    run "${nb[@]}" --methods esd --seed $seed --set "$f0" --json "$out/miniworld_neighbours_esd_pool_2x4_f0_seed$seed.json"
+done
+run --task styles --methods esd --images-per-concept 8 --set "$f0" --json "$out/miniworld_styles_esd_pool_2x4_f0.json"
+run --task objects --methods esd --steps 1000 --set '{"lr": 3e-4, "pool_refreshes": 4, "pool_trajectories": 2, "pool_fresh_steps": 0}' \
+    --json "$out/miniworld_objects_1000steps_esd_pool_2x4_f0.json"
+# EAP without fresh noisiest latents (its default too), one concept per run and at 1000 steps.
+for seed in 0 1 2 3; do
+    run "${nb[@]}" --methods eap --seed $seed --set "$f0" --json "$out/miniworld_neighbours_eap_pool_2x4_f0_seed$seed.json"
+done
+for seed in 0 1; do
+    run --task objects --methods eap --splits 2 --steps 1000 --seed $seed \
+        --set '{"lr": 3e-4, "pool_refreshes": 4, "pool_trajectories": 2, "pool_fresh_steps": 0}' \
+        --json "$out/miniworld_objects_1000steps_eap_pool_2x4_f0_seed$seed.json"
+done
+# AGE with the pool for its target search only (its default), and with a 4x larger shared pool (seeds 0-1).
+so='{"pool_refreshes": 4, "pool_search_only": true}'
+for seed in 0 1 2 3; do
+    run "${nb[@]}" --methods age --seed $seed --set "$so" --json "$out/miniworld_neighbours_age_pool_search_only_seed$seed.json"
+done
+for seed in 0 1; do
+    run "${nb[@]}" --methods age --seed $seed --set "$(pool 4 8)" --json "$out/miniworld_neighbours_age_pool_8x4_seed$seed.json"
+done
 wait
 
 c() { python -m benchmarks.miniworld.compare_recipes "$@"; }
@@ -100,3 +125,22 @@ c $m/objects.json "$out/miniworld_objects_original_pool.json" --labels faithful,
 c "$out/miniworld_objects_1000steps.json" "$out/miniworld_objects_1000steps_pool_2x4.json" --labels faithful,pool-2x4
 c "$out/miniworld_objects_1000steps_eap.json,$out/miniworld_objects_1000steps_eap_seed1.json" \
     "$out/miniworld_objects_1000steps_eap_pool_2x4.json,$out/miniworld_objects_1000steps_eap_pool_2x4_seed1.json" --labels faithful,pool-2x4
+# ESD without fresh noisiest latents: one concept per run (seeds 0-2), styles, 1000 steps.
+c "$m/neighbours.json,$out/miniworld_neighbours_esd_seed1.json,$out/miniworld_neighbours_esd_seed2.json" \
+    "$out/miniworld_neighbours_esd_pool_2x4_f0_seed0.json,$out/miniworld_neighbours_esd_pool_2x4_f0_seed1.json,$out/miniworld_neighbours_esd_pool_2x4_f0_seed2.json" \
+    --labels faithful,pool-2x4-f0
+c $m/styles.json "$out/miniworld_styles_esd_pool_2x4_f0.json" --labels faithful,pool-2x4-f0
+c "$out/miniworld_objects_1000steps.json" "$out/miniworld_objects_1000steps_esd_pool_2x4_f0.json" --labels faithful,pool-2x4-f0
+# AGE with the pool for its target search only (seeds 0-3) and with a larger shared pool (seeds 0-1).
+c "$m/neighbours.json,$out/miniworld_neighbours_seed1.json,$out/miniworld_neighbours_seed2.json,$out/miniworld_neighbours_seed3.json" \
+    "$out/miniworld_neighbours_age_pool_search_only_seed0.json,$out/miniworld_neighbours_age_pool_search_only_seed1.json,$out/miniworld_neighbours_age_pool_search_only_seed2.json,$out/miniworld_neighbours_age_pool_search_only_seed3.json" \
+    --labels faithful,search-only
+c "$m/neighbours.json,$out/miniworld_neighbours_seed1.json" \
+    "$out/miniworld_neighbours_age_pool_8x4_seed0.json,$out/miniworld_neighbours_age_pool_8x4_seed1.json" --labels faithful,pool-8x4
+# EAP without fresh noisiest latents: one concept per run (seeds 0-3), 1000 steps (seeds 0-1).
+c "$m/neighbours.json,$out/miniworld_neighbours_seed1.json,$out/miniworld_neighbours_seed2.json,$out/miniworld_neighbours_seed3.json" \
+    "$out/miniworld_neighbours_eap_pool_2x4_f0_seed0.json,$out/miniworld_neighbours_eap_pool_2x4_f0_seed1.json,$out/miniworld_neighbours_eap_pool_2x4_f0_seed2.json,$out/miniworld_neighbours_eap_pool_2x4_f0_seed3.json" \
+    --labels faithful,pool-2x4-f0
+c "$out/miniworld_objects_1000steps_eap.json,$out/miniworld_objects_1000steps_eap_seed1.json" \
+    "$out/miniworld_objects_1000steps_eap_pool_2x4_f0_seed0.json,$out/miniworld_objects_1000steps_eap_pool_2x4_f0_seed1.json" \
+    --labels faithful,pool-2x4-f0
