@@ -41,7 +41,7 @@ def train_step(ctx: TrainingContext, state: SearchState) -> dict[str, Any]:
     else:
         sampled = ctx.latents_with_predictions([PoolPrompt(("erased", index), erased), target], draws)
         x_e, x_t = sampled.x.chunk(2)
-    shared = torch.equal(x_e, x_t)  # one pooled latent for both (`pool_candidates=0`): c_t's predictions agree
+    shared = torch.equal(x_e, x_t)  # one latent for both (search-only, or `pool_candidates=0`): c_t's agree
     known = sampled.original[0]  # the pool's eps(x_e, ""), eps(x_e, c_e), if it has them
     rows, conds = ([x_e], [target_cond]) if shared else ([x_e, x_t], [target_cond, target_cond])
     if known is None:
