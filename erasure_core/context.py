@@ -82,6 +82,7 @@ class TrainingContext:
         self.unet_evals = 0  # UNet evaluations per sample: forwards, plus one per sample a backward passes through
         self._pending_backward = 0
         self.last_latent: torch.Tensor | None = None
+        self._unedited = False  # the edit is still zero: a fresh LoRA before its first update (`set_trainable`)
         self._graphed: GraphedPredict | None = None
         if config.cuda_graphs and backend.device.type == "cuda" and getattr(backend, "supports_cuda_graphs", False):
             self._graphed = GraphedPredict(backend.predict_noise)
@@ -101,6 +102,7 @@ class TrainingContext:
                 keep_predictions=original,
                 # ESD's and EAP's targets need them only with the unconditional anchor (AGE: the erased half).
                 original=self._forward_original if not original and prompts.anchor is prompts.uncond else None,
+                unedited=lambda: self._unedited,
             )
         self._refresh_every = math.ceil(config.steps / max(1, refreshes))
 
@@ -109,9 +111,12 @@ class TrainingContext:
         if self.pool is not None and (step - 1) % self._refresh_every == 0:
             self.pool.refresh()
 
-    def set_trainable(self, params: list[torch.nn.Parameter]) -> None:
-        """The LoRA weights to train, known once the layers are injected (after the method's set-up)."""
+    def set_trainable(self, params: list[torch.nn.Parameter], fresh: bool) -> None:
+        """The LoRA weights to train, known once the layers are injected (after the method's set-up). `fresh`: they
+        were just initialised with a zero up-projection, so the edited model predicts exactly what the original
+        does until the first update (a resumed LoRA does not)."""
         self.optimizer = torch.optim.Adam(params, lr=self.config.lr)
+        self._unedited = fresh
 
     # -- predictions ------------------------------------------------------------------------------------------
     def _forward(
@@ -254,6 +259,7 @@ class TrainingContext:
         self.optimizer.zero_grad(set_to_none=True)
         self._backward(loss)
         self.optimizer.step()
+        self._unedited = False
         return float(loss.detach())
 
     def update_search(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> float:

@@ -8,8 +8,10 @@ By default the current model samples them, so that the latents follow the edit a
 
 ESD's and EAP's targets need the original model's unconditional and conditional predictions at each latent. The
 original model does not change during a run and a pooled latent is handed out many times per period, so the pool
-keeps those predictions per latent: computed on a latent's first visit (`original`), or, with
-`pool_model="original"`, taken from the unedited model's own sampling, so that they cost no evaluation at all.
+keeps those predictions per latent: computed on a latent's first visit (`original`), or taken from the sampling
+itself where the sampling model predicts exactly what the original does, so that they cost no evaluation at all:
+with `pool_model="original"`, and in the first period of a fresh LoRA, whose trajectories are sampled before its
+first update, while the edit is still zero (`unedited`).
 Trajectories are sampled lazily, on a prompt's first use in a period, so prompts that are never drawn cost nothing.
 """
 
@@ -64,6 +66,7 @@ class LatentPool:
         generator: torch.Generator,
         keep_predictions: bool = False,
         original: Predict | None = None,
+        unedited: Callable[[], bool] | None = None,
     ) -> None:
         self.predict = predict
         self.noise = noise
@@ -75,6 +78,7 @@ class LatentPool:
         self.generator = generator
         self.keep_predictions = keep_predictions  # `predict` is the original model: keep what it predicts
         self.original = original  # the original model, to predict at a latent on its first visit (None: never)
+        self.unedited = unedited  # whether `predict` still equals the original model (then its predictions are kept)
         self.period = -1
         self._bank = torch.empty(0)
         self._entries: dict[Hashable, _Trajectories] = {}
@@ -150,7 +154,8 @@ class LatentPool:
             conds.append(prompt.cond.detach().repeat(len(slots)))
             starts.append(self._bank[slots])
         args = (self.predict, torch.cat(starts), Conditioning.cat(conds), self.uncond, self.guidance, self.path)
-        if self.keep_predictions:
+        keep = self.keep_predictions or (self.original is not None and self.unedited is not None and self.unedited())
+        if keep:
             visits = ddim_trajectory(*args, self.alphas_cumprod)
             latents = {t: v.x for t, v in visits.items()}
         else:
@@ -159,7 +164,7 @@ class LatentPool:
         for prompt, slots in plan:
             part = slice(offset, offset + len(slots))
             kept = {}
-            if self.keep_predictions:
+            if keep:
                 kept = {
                     (t, row): (v.eps_uncond[offset + row][None], v.eps_cond[offset + row][None])
                     for t, v in visits.items()

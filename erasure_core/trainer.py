@@ -210,7 +210,7 @@ def _train(
         with torch.random.fork_rng(devices=[]):  # seeded LoRA init without touching the host's global RNG
             torch.manual_seed(config.seed)
             params = inject_lora(unet, modules, config.rank, config.alpha)
-    ctx.set_trainable(params)
+    ctx.set_trainable(params, fresh=resume is None)
     for step in range(1, config.steps + 1):
         if callbacks.should_stop():
             raise Cancelled(

@@ -143,11 +143,13 @@ def test_engine_counts_the_pool_and_spends_far_less_than_fresh_sampling(
     settings = {"steps": 32, "ddim_steps": 10, "audit_samples": 0, **settings}
     if method == "age":
         settings["pool_search_only"] = False  # the shared pool for both of AGE's steps
-    pooled = erase(backend, make_config(method, erase=["cat"], pool_refreshes=1, pool_fresh_steps=0, **settings))
+    pooled = erase(backend, make_config(method, erase=["cat"], pool_refreshes=2, pool_fresh_steps=0, **settings))
     visited = len(first_visits)
     fresh = erase(backend, make_config(method, erase=["cat"], pool_refreshes=0, **settings))
-    sampling = 2 * 9 * 2  # 2 trajectories x 9 guided DDIM steps x 2
-    assert 0 < visited <= 2 * 10  # at most one per stored latent: 32 draws reuse some
+    # Period 1 is sampled before the first update, while the LoRA is zero: its trajectories make 10 guided steps
+    # each and their predictions are the original model's, kept. Period 2's make 9 and are not.
+    sampling = 2 * 10 * 2 + 2 * 9 * 2
+    assert 0 < visited <= 2 * 10  # period 2 only, at most one per stored latent: 16 draws reuse some
     if method == "esd":
         # Per step only the edited forward and its backward; 2 original predictions per latent's first visit.
         assert pooled.unet_evals == sampling + 2 * visited + 32 * 2
@@ -180,8 +182,11 @@ def test_predictions_kept_per_pooled_latent_change_the_cost_not_the_training(
     recomputed = erase(backend, config)
     assert kept.unet_evals < recomputed.unet_evals
     torch.testing.assert_close(kept.losses, recomputed.losses, rtol=1e-5, atol=1e-7)
+    assert max(float(w.up.abs().max()) for w in kept.weights.values()) > 1e-4  # the LoRA has moved
     for name, weights in kept.weights.items():
-        torch.testing.assert_close(weights.up, recomputed.weights[name].up, rtol=1e-5, atol=1e-7)
+        # The first period's predictions come from the sampling's batch of 4 instead of a batch of 2, which rounds
+        # differently in the last bits; Adam's normalisation lifts that to about 1e-7 in near-zero weights.
+        torch.testing.assert_close(weights.up, recomputed.weights[name].up, rtol=1e-5, atol=1e-6)
 
 
 def test_original_model_pool_gives_esd_its_targets_for_free() -> None:
@@ -216,6 +221,43 @@ def test_original_model_predictions_from_the_pool_equal_a_fresh_call() -> None:
                 torch.cat([sampled.x] * 2), draws, Conditioning.cat([prompts.uncond, erased]), edited=False
             )
         torch.testing.assert_close(torch.cat([eps_uncond, eps_cond]), fresh, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_first_period_of_a_fresh_lora_keeps_its_sampling_predictions_as_the_original_models(fresh: bool) -> None:
+    from erasure_core.context import Draws, TrainingContext
+    from erasure_core.layers import select_modules
+    from erasure_core.lora.adapter import inject_lora
+    from erasure_core.trainer import _encode_prompts
+
+    backend = make_backend("sd1", Path(tempfile.mkdtemp()))
+    config = make_config("esd", erase=["cat"], ddim_steps=10, pool_refreshes=2, pool_fresh_steps=0)
+    prompts = _encode_prompts(backend, config)
+    ctx = TrainingContext(backend, config, prompts, backend.latent_shape(None))
+    params = inject_lora(backend.unet, select_modules(backend.unet.named_modules(), "xattn"), 4, 4.0)
+    if not fresh:  # as a resumed LoRA: the edit is not zero
+        with torch.no_grad():
+            for p in params:
+                p.add_(0.05)
+    ctx.set_trainable(params, fresh=fresh)
+    ctx.begin_step(1)
+    erased = prompts.erased_conds.select(0)
+    key = ("erased", 0)
+    draws = Draws((timestep_at(4, backend.alphas_cumprod, 10, False, torch.Generator()),))
+    ctx.pool.prefetch([PoolPrompt(key, erased)])
+    kept = ctx.pool._entries[key].predictions
+    assert len(kept) == (2 * 10 if fresh else 0)  # every stored latent, or none
+    sampled = ctx.latents_with_predictions([PoolPrompt(key, erased)], draws)
+    with torch.no_grad():
+        original = ctx.predict(
+            torch.cat([sampled.x] * 2), draws, Conditioning.cat([prompts.uncond, erased]), edited=False
+        )
+    torch.testing.assert_close(torch.cat(sampled.original[0]), original, atol=1e-5, rtol=1e-4)
+    # After an update the edited model differs from the original: the next period's sampling keeps nothing.
+    ctx.update_params(ctx.predict(sampled.x, draws, erased, edited=True).pow(2).mean())
+    ctx.begin_step(ctx._refresh_every + 1)
+    ctx.pool.prefetch([PoolPrompt(key, erased)])
+    assert not ctx.pool._entries[key].predictions
 
 
 def test_noisiest_draws_are_sampled_fresh_instead_of_pooled(monkeypatch: pytest.MonkeyPatch) -> None:
