@@ -87,3 +87,22 @@ def test_period_steps_take_one_count_or_one_per_method() -> None:
     assert period_steps("age=10,eap=30") == {"age": 10, "eap": 30}  # ESD then runs whole periods
     with pytest.raises(argparse.ArgumentTypeError, match="unknown method"):
         period_steps("sdxl=10")
+
+
+def test_pooled_projection_times_the_cheap_first_period_once_and_a_later_period_for_the_rest(tmp_path: Path) -> None:
+    from erasure_core import erase, make_config
+    from tests.conftest import make_backend
+
+    backend = make_backend("sd1", tmp_path)
+    before = backend.fingerprint()
+    settings = {"steps": 16, "ddim_steps": 10, "pool_refreshes": 2, "pool_fresh_steps": 0}
+    row = speed.default_recipe(backend, "esd", settings, None)
+    whole = erase(backend, make_config("esd", erase=[speed.CONCEPT], audit_samples=0, **settings))
+    # First period: 2 trajectories x 10 guided steps x 2 with their predictions kept, and 8 x (forward + backward).
+    first = 2 * 10 * 2 + 8 * 2
+    # The later period samples 2 x 9 x 2 and makes the original model's predictions on first visits (2 each, at
+    # most 8 of them); extrapolating the first period instead would give exactly 2 x first.
+    later = row["unet_evals_per_concept"] - first
+    assert 2 * 9 * 2 + 8 * 2 + 2 <= later <= 2 * 9 * 2 + 8 * 2 + 2 * 8
+    assert abs(row["unet_evals_per_concept"] - whole.unet_evals) <= 2 * 8  # visits differ, nothing else
+    assert backend.fingerprint() == before  # both timed runs hand the model back unchanged
