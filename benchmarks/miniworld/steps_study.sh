@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Fewer steps at the SD step count (README, "Fewer steps"): the engine's default of 500 steps at twice the LoRA
+# step of the faithful 1000, on the miniature world with its own step scale (1000 steps at lr 3e-4, the Adam path
+# length of its 100 steps at 3e-3; so 500 at 6e-4 and 250 at 1.2e-3). The shorter runs use the default recipe
+# (latent pool 'auto'); the faithful runs sample every latent fresh. Each run is an `evaluate` report in
+# benchmarks/results/, compared with `compare_recipes`. Single-threaded runs, two at a time, take about 2 hours on
+# 2 CPU cores; the faithful 1000-step objects runs of ESD (seed 0) and EAP are pool_study.sh's.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=benchmarks/results
+tmp=$(mktemp -d)
+export OMP_NUM_THREADS=1
+run() { python -m benchmarks.miniworld.evaluate --device cpu --out-dir "$tmp" "$@"; }
+faithful='{"lr": 3e-4, "pool_refreshes": 0}'
+nb=(--task neighbours --erase apple,car,house --images-per-concept 8)
+
+# Five concepts per run (objects): ESD on 4 splits, EAP and AGE on splits 1-2 (each concept erased once).
+run --task objects --methods esd --steps 500 --set '{"lr": 6e-4}' --json "$out/miniworld_objects_500steps_esd.json" &
+run --task objects --methods eap --splits 2 --steps 500 --set '{"lr": 6e-4}' --json "$out/miniworld_objects_500steps_eap.json"
+wait
+run --task objects --methods esd --steps 250 --set '{"lr": 1.2e-3}' --json "$out/miniworld_objects_250steps_esd.json" &
+run --task objects --methods eap --splits 2 --steps 500 --seed 1 --set '{"lr": 6e-4}' \
+    --json "$out/miniworld_objects_500steps_eap_seed1.json"
+wait
+run --task objects --methods esd --steps 500 --seed 1 --set '{"lr": 6e-4}' --json "$out/miniworld_objects_500steps_esd_seed1.json" &
+run --task objects --methods eap --splits 2 --steps 250 --set '{"lr": 1.2e-3}' --json "$out/miniworld_objects_250steps_eap.json"
+wait
+run --task objects --methods esd --steps 1000 --seed 1 --set "$faithful" --json "$out/miniworld_objects_1000steps_seed1.json" &
+run --task objects --methods none,age --splits 2 --steps 1000 --set "$faithful" --json "$out/miniworld_objects_1000steps_age.json"
+wait
+run --task objects --methods age --splits 2 --steps 500 --set '{"lr": 6e-4}' --json "$out/miniworld_objects_500steps_age.json" &
+# One concept per run (the speed benchmark's setting).
+run "${nb[@]}" --methods eap --steps 1000 --set "$faithful" --json "$out/miniworld_neighbours_1000steps_eap.json"
+wait
+run "${nb[@]}" --methods esd --steps 1000 --set "$faithful" --json "$out/miniworld_neighbours_1000steps_esd.json"
+run "${nb[@]}" --methods esd,eap --steps 500 --set '{"lr": 6e-4}' --json "$out/miniworld_neighbours_500steps.json"
+
+c() { python -m benchmarks.miniworld.compare_recipes "$@"; }
+esd1000="$out/miniworld_objects_1000steps.json,$out/miniworld_objects_1000steps_seed1.json"
+eap1000="$out/miniworld_objects_1000steps_eap.json,$out/miniworld_objects_1000steps_eap_seed1.json"
+c "$esd1000" "$out/miniworld_objects_500steps_esd.json,$out/miniworld_objects_500steps_esd_seed1.json" --labels faithful-1000,default-500
+c "$eap1000" "$out/miniworld_objects_500steps_eap.json,$out/miniworld_objects_500steps_eap_seed1.json" --labels faithful-1000,default-500
+c "$out/miniworld_objects_1000steps_age.json" "$out/miniworld_objects_500steps_age.json" --labels faithful-1000,default-500
+c "$esd1000" "$out/miniworld_objects_250steps_esd.json" --labels faithful-1000,default-250
+c "$eap1000" "$out/miniworld_objects_250steps_eap.json" --labels faithful-1000,default-250
+for method in esd eap; do
+    c "$out/miniworld_neighbours_1000steps_$method.json" "$out/miniworld_neighbours_500steps.json" --labels faithful-1000,default-500
+done
