@@ -42,7 +42,8 @@ from erasure_core import erase, make_config
 from erasure_core.callbacks import INFO_PHASE, INFO_UNET_EVALS, Callbacks
 from erasure_core.config import EraseConfig, config_class
 from erasure_core.distance_cache import CACHE_ENV
-from erasure_core.lora.export import lora_from_tensors
+from erasure_core.lora.export import LoraFile, lora_from_tensors
+from erasure_core.trainer import EraseResult
 
 from .reference_loop import REFERENCE_ITERATIONS, ReferenceLoop, cuda_sync
 from .speed_models import MODELS, RECIPES
@@ -157,7 +158,9 @@ def default_recipe(backend, method: str, overrides: dict[str, Any], period_steps
     }
 
 
-def _time_period(backend, config: EraseConfig, period: int, resume=None) -> tuple[dict[str, float], Any]:
+def _time_period(
+    backend, config: EraseConfig, period: int, resume: LoraFile | None = None
+) -> tuple[dict[str, float], EraseResult]:
     """One `erase` of `config.steps` steps of a pool period: its set-up, and the period's projected seconds and
     UNet evaluations (see `default_recipe`)."""
     clock = _Clock(backend.device)

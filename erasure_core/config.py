@@ -108,7 +108,8 @@ class EraseConfig:
         "Times per run the stored trajectories are re-sampled from the current model (0 = sample fresh latents at "
         "every step, as the reference code does; about 25x the sampling cost). 'auto' = "
         f"{POOL_AUTO_REFRESHES} for the {' / '.join(POOL_AUTO_LAYERS)} layer sets where each trajectory then serves "
-        f"at least {POOL_AUTO_MIN_REUSE} training latents (one concept in 100 steps, or up to 7 in the default 500), else 0.",
+        f"at least {POOL_AUTO_MIN_REUSE} training latents (one concept in 100 steps, or up to 7 in the default "
+        "500), else 0.",
         min=0,
         parse=int_or_auto,
     )
