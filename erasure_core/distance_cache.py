@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 CACHE_ENV = "ERASURE_CACHE_DIR"
 _OFF = ("", "0", "off", "none", "false")
 _FORMAT = b"vocabulary-distances-v1"
+_EXACT_NEAREST = "exact_nearest"  # metadata: only this many nearest distances are exact (absent: every one)
 _host_default: Path | None = None
 
 
@@ -57,27 +58,32 @@ def row_key(encoding: torch.Tensor, vocabulary: Sequence[str]) -> str:
     return digest.hexdigest()[:32]
 
 
-def load_row(folder: Path, key: str, size: int) -> torch.Tensor | None:
-    """The cached row, or None when it is missing, unreadable or not `size` finite distances."""
+def load_row(folder: Path, key: str, size: int, exact_nearest: int | None = None) -> torch.Tensor | None:
+    """The cached row, or None when it is missing, unreadable, not `size` finite distances, or exact for fewer than
+    the `exact_nearest` nearest words (None: all of them; see `candidates.vocabulary_distances`)."""
     path = folder / f"{key}.safetensors"
     if not path.is_file():
         return None
     try:
         with safe_open(str(path), framework="pt") as f:
             row = f.get_tensor("distances")
+            stored = (f.metadata() or {}).get(_EXACT_NEAREST)
     except Exception as exc:  # a damaged file is recomputed, never trusted
         logger.warning("Ignoring the unreadable cache file %s (%s); the distances are recomputed.", path, exc)
+        return None
+    if stored is not None and (exact_nearest is None or int(stored) < exact_nearest):
         return None
     return row if row.shape == (size,) and bool(torch.isfinite(row).all()) else None
 
 
-def save_row(folder: Path, key: str, row: torch.Tensor) -> None:
+def save_row(folder: Path, key: str, row: torch.Tensor, exact_nearest: int | None = None) -> None:
     """Write a row atomically; a folder that cannot be written only costs the next run its set-up again."""
     path = folder / f"{key}.safetensors"
     tmp = path.with_name(path.name + ".partial")
+    metadata = None if exact_nearest is None else {_EXACT_NEAREST: str(exact_nearest)}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({"distances": row.detach().to("cpu", torch.float32).contiguous()}, str(tmp))
+        save_file({"distances": row.detach().to("cpu", torch.float32).contiguous()}, str(tmp), metadata)
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):

@@ -7,7 +7,7 @@ from erasure_core import ConfigError
 from erasure_core.adversarial import ConceptSearch, gumbel_sample
 from erasure_core.backends.base import Conditioning
 from erasure_core.backends.diffusers_backend import tokenizer_words
-from erasure_core.candidates import find_candidates, kmeans_1d, pick_candidates
+from erasure_core.candidates import find_candidates, kmeans_1d, pick_candidates, vocabulary_distances
 from erasure_core.testing import write_clip_tokenizer
 
 
@@ -84,3 +84,50 @@ def test_search_sharpens_towards_the_rewarded_candidate() -> None:
         loss.backward()
         optimizer.step()
     assert search.ranked(1) == ["c"] and search.distribution(1)[0][0] == "c"
+
+
+def _linear_encoder(n_words: int) -> tuple[list[str], list[int], object]:
+    """A text encoder whose matmul runs in bfloat16 under autocast, as a real one's does."""
+    generator = torch.Generator().manual_seed(0)
+    table = torch.randn(n_words, 4, 32, generator=generator)
+    layer = torch.nn.Linear(32, 32)
+    torch.nn.init.normal_(layer.weight, generator=generator)
+    calls: list[int] = []
+
+    def encode(words):
+        calls.append(len(words))
+        with torch.no_grad():
+            return Conditioning(layer(table[torch.tensor([int(w[1:]) for w in words])]))
+
+    return [f"w{i}" for i in range(n_words)], calls, encode
+
+
+def test_bfloat16_ranking_keeps_the_nearest_distances_exact_and_encodes_only_those_again() -> None:
+    words, calls, encode = _linear_encoder(1500)
+    concepts = encode(["w3", "w700"])
+    exact, exact_count = vocabulary_distances(encode, concepts, words)
+    calls.clear()
+    fast, fast_count = vocabulary_distances(encode, concepts, words, exact_nearest=40, low_precision=True)
+    assert exact_count is None and fast_count == 40
+    assert not torch.equal(fast, exact)  # the far words keep their bfloat16 distances
+    again = sum(calls) - 256 - len(words)  # beyond the exact first chunk and the bfloat16 pass
+    assert 0 < again < len(words) // 4
+    for row in range(2):
+        nearest = exact[row].argsort()[:40]
+        torch.testing.assert_close(fast[row, nearest], exact[row, nearest], rtol=0, atol=0)
+        assert fast[row].argsort()[:40].tolist() == nearest.tolist()
+        kept = pick_candidates(exact[row], words, 39, 8, exclude=[words[int(nearest[0])]])
+        assert pick_candidates(fast[row], words, 39, 8, exclude=[words[int(nearest[0])]]) == kept
+
+
+def test_small_vocabularies_and_unrequested_ranking_stay_exact() -> None:
+    words, calls, encode = _linear_encoder(300)
+    concepts = encode(["w1"])
+    exact, _ = vocabulary_distances(encode, concepts, words)
+    # A vocabulary of one chunk, or the ranking turned off: one full-precision pass.
+    for distances, count in (
+        vocabulary_distances(encode, concepts, words[:200], exact_nearest=10, low_precision=True),
+        vocabulary_distances(encode, concepts, words, exact_nearest=10, low_precision=False),
+    ):
+        assert count is None
+        torch.testing.assert_close(distances, exact[:, : distances.shape[1]], rtol=0, atol=0)

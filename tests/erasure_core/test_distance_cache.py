@@ -117,3 +117,13 @@ def test_eap_rerun_from_the_cache_gives_the_same_lora(monkeypatch: pytest.Monkey
     for name, weights in first.weights.items():
         torch.testing.assert_close(weights.down, second.weights[name].down, rtol=0, atol=0)
         torch.testing.assert_close(weights.up, second.weights[name].up, rtol=0, atol=0)
+
+
+def test_a_row_exact_only_for_its_nearest_words_serves_no_search_that_reaches_further(tmp_path: Path) -> None:
+    row = torch.tensor([3.0, 1.0, 2.0, 0.5])
+    distance_cache.save_row(tmp_path, "partial", row, exact_nearest=2)
+    distance_cache.save_row(tmp_path, "whole", row)
+    assert torch.equal(distance_cache.load_row(tmp_path, "partial", 4, exact_nearest=2), row)
+    assert distance_cache.load_row(tmp_path, "partial", 4, exact_nearest=3) is None
+    assert distance_cache.load_row(tmp_path, "partial", 4) is None  # a caller that needs every distance
+    assert torch.equal(distance_cache.load_row(tmp_path, "whole", 4, exact_nearest=3), row)
