@@ -252,6 +252,10 @@ class AgeConfig(_SearchFields):
         "With the latent pool on, only the target search's steps take pooled latents; the parameter steps sample "
         "the erased concept's latent fresh and preserve the target on it."
     )
+    joint_step: bool | None = _opt(
+        "Take the parameter step and the target search's logit step from one latent and one backward pass, before "
+        "either update, instead of alternating them on latents of their own as the reference does."
+    )
 
 
 @dataclass(frozen=True)

@@ -179,8 +179,11 @@ class TrainingContext:
         cond = Conditioning.cat([p.cond for p in prompts])
         per_draw, known = [], []
         for draw in draws.items:
-            if fresh or self._sample_fresh(draw):
+            if fresh:
                 per_draw.append(self.sample_latents(cond, self.noise().repeat(len(prompts), 1, 1, 1), draw))
+                known.append([None] * len(prompts))
+            elif self._sample_fresh(draw):  # as the pool would: prompts that share a key share the latent
+                per_draw.append(self._sample_fresh_shared(prompts, draw))
                 known.append([None] * len(prompts))
             else:
                 x, original = self.pool.visit(prompts, draw, predictions)
@@ -201,6 +204,15 @@ class TrainingContext:
         is the unconditional prompt (the same object then, see `trainer._encode_prompts`)."""
         known = sampled.original[0]
         return known if known is not None and self.prompts.anchor is self.prompts.uncond else None
+
+    def _sample_fresh_shared(self, prompts: Sequence[PoolPrompt], draw: TimestepDraw) -> torch.Tensor:
+        first = {}
+        for i, p in enumerate(prompts):
+            first.setdefault(p.key, i)
+        unique = list(first.values())
+        z = self.noise().repeat(len(unique), 1, 1, 1)
+        x = self.sample_latents(Conditioning.cat([prompts[i].cond for i in unique]), z, draw)
+        return x[[unique.index(first[p.key]) for p in prompts]]
 
     def _sample_fresh(self, draw: TimestepDraw) -> bool:
         """Whether the draw's latent is sampled fresh although the pool is on (`pool_fresh_steps`; 0 = never)."""
@@ -269,6 +281,27 @@ class TrainingContext:
         self._backward(loss)
         optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    def update_jointly(
+        self, loss: torch.Tensor, search_term: torch.Tensor | float, optimizer: torch.optim.Optimizer
+    ) -> float:
+        """One backward pass for a LoRA step down `loss` and a search step up `loss + search_term` (AGE's
+        `joint_step`). Right when `search_term` has no gradient on the LoRA weights, and `loss` reaches the logits
+        only through terms the search ascends as well."""
+        self.check_finite(loss, "training")
+        if isinstance(search_term, torch.Tensor):
+            self.check_finite(search_term, "concept-search")
+        self.optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
+        self._backward(loss + search_term)
+        for group in optimizer.param_groups:  # ascent
+            for param in group["params"]:
+                if param.grad is not None:
+                    param.grad.neg_()
+        self.optimizer.step()
+        optimizer.step()
+        self._unedited = False
         return float(loss.detach())
 
     def _backward(self, loss: torch.Tensor) -> None:

@@ -97,6 +97,7 @@ DEFAULTS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
                 # search's steps erased as much (96.9) and kept within 2 points, at a third of the UNet evaluations.
                 "pool_search_only": True,
                 "pool_fresh_steps": 10,  # ours: as measured with the search-only pool (the noisiest 11 of 50 fresh)
+                "joint_step": False,  # ref §3.1: alternating parameter and logit steps (pgd_num_steps 2).
             }
         ),
         "uce": MappingProxyType(

@@ -363,7 +363,15 @@ def test_age_search_only_pool_samples_each_parameter_steps_latent_fresh(monkeypa
     monkeypatch.setattr(TrainingContext, "sample_latents", counting_sample)
     monkeypatch.setattr(LatentPool, "visit", counting_visit)
     backend = make_backend("sd1", Path(tempfile.mkdtemp()))
-    settings = {"steps": 12, "ddim_steps": 10, "audit_samples": 0, "k_closest": 20, "num_centers": 6}
+    # The option belongs to the alternating schedule (the joint step takes one latent for both of its updates).
+    settings = {
+        "steps": 12,
+        "ddim_steps": 10,
+        "audit_samples": 0,
+        "k_closest": 20,
+        "num_centers": 6,
+        "joint_step": False,
+    }
     config = make_config("age", erase=["cat"], pool_refreshes=1, pool_fresh_steps=0, pool_search_only=True, **settings)
     result = erase(backend, config)
     assert all(torch.isfinite(torch.tensor(result.losses)))
@@ -376,3 +384,27 @@ def test_age_search_only_pool_samples_each_parameter_steps_latent_fresh(monkeypa
     flagged = erase(backend, make_config("age", erase=["cat"], pool_refreshes=0, pool_search_only=True, **settings))
     assert fresh_rows[:24] == [2] * 24  # parameter and logit step of each of the 12 steps: erased and target
     assert faithful.losses == flagged.losses
+
+
+def test_a_fresh_noisiest_latent_is_shared_by_prompts_that_share_a_pool_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from erasure_core.context import Draws, TrainingContext
+    from erasure_core.trainer import _encode_prompts
+
+    sampled_rows = []
+    sample = TrainingContext.sample_latents
+    monkeypatch.setattr(
+        TrainingContext,
+        "sample_latents",
+        lambda self, cond, z, draw: sampled_rows.append(len(cond)) or sample(self, cond, z, draw),
+    )
+    backend = make_backend("sd1", Path(tempfile.mkdtemp()))
+    config = make_config("esd", erase=["cat"], ddim_steps=10, pool_refreshes=1, pool_fresh_steps=3)
+    prompts = _encode_prompts(backend, config)
+    ctx = TrainingContext(backend, config, prompts, backend.latent_shape(None))
+    erased, other = prompts.erased_conds.select(0), backend.encode_prompts(["dog"])
+    noisy = Draws((timestep_at(8, backend.alphas_cumprod, 10, False, torch.Generator()),))  # 2 DDIM steps: fresh
+    x = ctx.latents([PoolPrompt(("erased", 0), erased), PoolPrompt(("erased", 0), other)], noisy)
+    assert sampled_rows == [1] and torch.equal(x[0], x[1])
+    # Prompts of their own keys get their own latents from the same start noise, as without the pool.
+    x = ctx.latents([PoolPrompt(("erased", 0), erased), PoolPrompt(("word", 1), other, shared=False)], noisy)
+    assert sampled_rows == [1, 2] and not torch.equal(x[0], x[1])
