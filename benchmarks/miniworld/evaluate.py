@@ -18,7 +18,7 @@ import os
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import load_file
 
 from erasure_core import erase, make_config
+from erasure_core.config import config_class
 from erasure_core.defaults import MINIWORLD_RECIPE
 from erasure_core.demo import DEMO_DIR, DemoModel, load_demo
 from erasure_core.distance_cache import CACHE_ENV
@@ -97,7 +98,10 @@ class Bench:
             settings = {"seed": self.seed, "audit_samples": 0}
         elif layers:
             settings["layers"] = layers
-        config = make_config(method, erase=tuple(erase_), keep=tuple(keep), **settings)
+        known = _setting_names(method)  # `--set` may name one method's settings in a run of several
+        config = make_config(
+            method, erase=tuple(erase_), keep=tuple(keep), **{k: settings[k] for k in settings if k in known}
+        )
         result = erase(self.demo.backend, config)
         logger.info("%s erased %s in %.1f s", method, list(erase_), result.seconds)
         return result.weights, {
@@ -439,6 +443,10 @@ def _machine(device: str) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
 
 
+def _setting_names(method: str) -> set[str]:
+    return {f.name for f in fields(config_class(method))}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.miniworld.evaluate", description=__doc__.splitlines()[0]
@@ -482,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.methods.split(",")) - set(METHODS)
     if unknown:
         raise SystemExit(f"unknown method(s) {sorted(unknown)}; choose from {', '.join(METHODS)}")
+    if unknown := set(json.loads(args.set or "{}")) - {n for m in METHODS[1:] for n in _setting_names(m)}:
+        raise SystemExit(f"--set names setting(s) {sorted(unknown)} that no method has")
     report = run(args)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=float))

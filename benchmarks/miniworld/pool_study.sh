@@ -8,8 +8,9 @@ out=benchmarks/results
 tmp=$(mktemp -d)
 export OMP_NUM_THREADS=1
 run() { python -m benchmarks.miniworld.evaluate --device cpu --out-dir "$tmp" "$@"; }
-pool() { echo "{\"pool_refreshes\": $1, \"pool_trajectories\": $2$3}"; }
-fresh='{"pool_refreshes": 0}'  # the faithful recipe: every latent sampled fresh, whatever the default resolves to
+# AGE ran here with the reference's alternating schedule (`joint_step` false), its default at the time.
+pool() { echo "{\"pool_refreshes\": $1, \"pool_trajectories\": $2, \"joint_step\": false$3}"; }
+fresh='{"pool_refreshes": 0, "joint_step": false}'  # the faithful recipe: every latent sampled fresh, whatever the default resolves to
 
 # Objects, 100 steps (the demo's recipe); the faithful run is results/objects.json of run_all.sh.
 run --task objects --methods esd,eap,age --set "$(pool 4 2)" --json "$out/miniworld_objects_pool_2x4.json" &
@@ -89,7 +90,7 @@ for seed in 0 1; do
         --json "$out/miniworld_objects_1000steps_eap_pool_2x4_f0_seed$seed.json"
 done
 # AGE with the pool for its target search only (its default), and with a 4x larger shared pool (seeds 0-1).
-so='{"pool_refreshes": 4, "pool_search_only": true}'
+so='{"pool_refreshes": 4, "pool_search_only": true, "joint_step": false}'
 for seed in 0 1 2 3; do
     run "${nb[@]}" --methods age --seed $seed --set "$so" --json "$out/miniworld_neighbours_age_pool_search_only_seed$seed.json"
 done

@@ -33,6 +33,14 @@ def test_tiny_objects_run_writes_a_well_formed_report(tmp_path: Path) -> None:
     assert (tmp_path / "objects.png").is_file() and (tmp_path / "objects.md").read_text().startswith("### objects")
 
 
+def test_set_may_name_one_methods_settings_but_not_settings_no_method_has(tmp_path: Path) -> None:
+    argv = ["--task", "objects", "--erase", "apple", "--keep", "banana", "--methods", "esd", "--steps", "1", "--images-per-concept", "2",
+            "--device", "cpu", "--out-dir", str(tmp_path), "--json", str(tmp_path / "r.json")]  # fmt: skip
+    assert evaluate([*argv, "--set", '{"joint_step": false, "pool_refreshes": 0}']) == 0  # AGE's; ESD ignores it
+    with pytest.raises(SystemExit, match="joint_stepp"):
+        evaluate([*argv, "--set", '{"joint_stepp": false}'])
+
+
 def test_demo_command_erases_and_writes_lora_and_grid(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "no-apple.safetensors"
     argv = ["erase", "--model", "demo", "--erase", "apple", "--keep", "banana", "--method", "esd", "--steps", "3",
