@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .defaults import DEFAULTS, POOL_AUTO_LAYERS, POOL_AUTO_MIN_REUSE, POOL_AUTO_REFRESHES
+from .defaults import AGE_JOINT_REFRESHES, DEFAULTS, POOL_AUTO_LAYERS, POOL_AUTO_MIN_REUSE, POOL_AUTO_REFRESHES
 from .errors import ConfigError
 from .layers import LAYER_SET_HELP, LAYER_SETS
 
@@ -109,7 +109,7 @@ class EraseConfig:
         "every step, as the reference code does; about 25x the sampling cost). 'auto' = "
         f"{POOL_AUTO_REFRESHES} for the {' / '.join(POOL_AUTO_LAYERS)} layer sets where each trajectory then serves "
         f"at least {POOL_AUTO_MIN_REUSE} training latents (one concept in 100 steps, or up to 7 in the default "
-        "500), else 0.",
+        f"500), else 0; AGE's joint step: {AGE_JOINT_REFRESHES}.",
         min=0,
         parse=int_or_auto,
     )
@@ -178,8 +178,12 @@ class EraseConfig:
             return self.pool_refreshes
         if self.layers not in POOL_AUTO_LAYERS:
             return 0
-        reuse = self.steps * self.batch_size / (len(self.erase) * self.pool_trajectories * POOL_AUTO_REFRESHES)
-        return POOL_AUTO_REFRESHES if reuse >= POOL_AUTO_MIN_REUSE else 0
+        return POOL_AUTO_REFRESHES if self._pool_pays(POOL_AUTO_REFRESHES) else 0
+
+    def _pool_pays(self, refreshes: int) -> bool:
+        """Whether each stored trajectory serves at least POOL_AUTO_MIN_REUSE training latents (`auto`'s rule)."""
+        reuse = self.steps * self.batch_size / (len(self.erase) * self.pool_trajectories * refreshes)
+        return self.layers in POOL_AUTO_LAYERS and reuse >= POOL_AUTO_MIN_REUSE
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able settings, `method` included (for reports and LoRA metadata)."""
@@ -249,13 +253,33 @@ class AgeConfig(_SearchFields):
         "Reproduce the reference code's detached erasure term in the target search (a bug; for comparison)."
     )
     pool_search_only: bool | None = _opt(
-        "With the latent pool on, only the target search's steps take pooled latents; the parameter steps sample "
-        "the erased concept's latent fresh and preserve the target on it."
+        "The alternating schedule with the latent pool on: only the target search's steps take pooled latents; the "
+        "parameter steps sample the erased concept's latent fresh and preserve the target on it."
     )
-    joint_step: bool | None = _opt(
-        "Take the parameter step and the target search's logit step from one latent and one backward pass, before "
-        "either update, instead of alternating them on latents of their own as the reference does."
+    joint_step: bool | str | None = _opt(
+        "Take the parameter step and the target search's logit step from one pooled latent and one backward pass, "
+        "before either update, instead of alternating them on latents of their own as the reference does. 'auto' "
+        f"(default) = where each stored trajectory serves at least {POOL_AUTO_MIN_REUSE} training latents at "
+        f"{AGE_JOINT_REFRESHES} refreshes (one concept in 256 steps or more), as measured."
     )
+
+    def _check(self) -> None:
+        super()._check()
+        if self.joint_step != AUTO and not isinstance(self.joint_step, bool):
+            raise ConfigError(f"`joint_step` is {self.joint_step!r}; give true, false or 'auto'.")
+
+    def resolved_joint_step(self) -> bool:
+        """Whether the run takes AGE's joint step (`joint_step`, with 'auto' resolved)."""
+        if self.joint_step != AUTO:
+            return self.joint_step
+        return self.pool_refreshes != 0 and self._pool_pays(AGE_JOINT_REFRESHES)
+
+    def resolved_pool_refreshes(self) -> int:
+        """`auto`: the base rule, re-sampled AGE_JOINT_REFRESHES times instead where the joint step uses the pool."""
+        refreshes = super().resolved_pool_refreshes()
+        if self.pool_refreshes == AUTO and refreshes and self.resolved_joint_step():
+            return AGE_JOINT_REFRESHES
+        return refreshes
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ out=benchmarks/results
 tmp=$(mktemp -d)
 export OMP_NUM_THREADS=1
 run() { python -m benchmarks.miniworld.evaluate --device cpu --out-dir "$tmp" "$@"; }
-faithful='{"lr": 3e-4, "pool_refreshes": 0}'
+faithful='{"lr": 3e-4, "pool_refreshes": 0, "joint_step": false}'
 nb=(--task neighbours --erase apple,car,house --images-per-concept 8)
 
 # Five concepts per run (objects): ESD on 4 splits, EAP and AGE on splits 1-2 (each concept erased once).
@@ -35,6 +35,21 @@ wait
 run "${nb[@]}" --methods esd --steps 1000 --set "$faithful" --json "$out/miniworld_neighbours_1000steps_esd.json"
 run "${nb[@]}" --methods esd,eap --steps 500 --set '{"lr": 6e-4}' --json "$out/miniworld_neighbours_500steps.json"
 
+# AGE's joint step on the pool re-sampled 16 times (its default for one concept in 256 steps or more; five concepts
+# in 500 steps keep the alternating schedule with the pool for the search only, the run above) and its parts, against
+# the faithful 1000 steps (objects, splits 1-2, seed 0). The runs before commit 437482c (the one above, pool2x4,
+# joint_pool2x4) sampled a fresh noisiest latent for the target prompt apart from the erased one's.
+age() { run --task objects --methods age --splits 2 --steps 500 --set "{\"lr\": 6e-4$1}" --json "$out/miniworld_objects_500steps_age$2.json"; }
+age ', "joint_step": true' _joint &
+age ', "joint_step": false, "pool_search_only": false, "pool_refreshes": 4' _pool2x4
+wait
+age ', "joint_step": true, "pool_refreshes": 4' _joint_pool2x4 &
+age ', "joint_step": true, "pool_fresh_steps": 0' _joint_pool2x16_f0
+wait
+run "${nb[@]}" --methods age --steps 1000 --set "$faithful" --json "$out/miniworld_neighbours_1000steps_age.json" &
+run "${nb[@]}" --methods age --steps 500 --set '{"lr": 6e-4}' --json "$out/miniworld_neighbours_500steps_age.json"
+wait
+
 c() { python -m benchmarks.miniworld.compare_recipes "$@"; }
 esd1000="$out/miniworld_objects_1000steps.json,$out/miniworld_objects_1000steps_seed1.json"
 eap1000="$out/miniworld_objects_1000steps_eap.json,$out/miniworld_objects_1000steps_eap_seed1.json"
@@ -45,4 +60,8 @@ c "$esd1000" "$out/miniworld_objects_250steps_esd.json" --labels faithful-1000,d
 c "$eap1000" "$out/miniworld_objects_250steps_eap.json" --labels faithful-1000,default-250
 for method in esd eap; do
     c "$out/miniworld_neighbours_1000steps_$method.json" "$out/miniworld_neighbours_500steps.json" --labels faithful-1000,default-500
+done
+c "$out/miniworld_neighbours_1000steps_age.json" "$out/miniworld_neighbours_500steps_age.json" --labels faithful-1000,default-500
+for recipe in joint pool2x4 joint_pool2x4 joint_pool2x16_f0; do
+    c "$out/miniworld_objects_1000steps_age.json" "$out/miniworld_objects_500steps_age_$recipe.json" --labels "faithful-1000,$recipe"
 done

@@ -32,15 +32,15 @@ def prepare(ctx: TrainingContext) -> SearchState:
 
 
 def train_step(ctx: TrainingContext, state: SearchState) -> dict[str, Any]:
-    return joint_step(ctx, state) if ctx.config.joint_step else alternating_step(ctx, state)
+    return joint_step(ctx, state) if ctx.config.resolved_joint_step() else alternating_step(ctx, state)
 
 
 def _step_latents(
-    ctx: TrainingContext, index: int, erased: Conditioning, target: PoolPrompt, draws: Draws
+    ctx: TrainingContext, index: int, erased: Conditioning, target: PoolPrompt, draws: Draws, fresh_erased: bool
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
     """x_e from c_e and x_t' from c_t with the same z_T, and the pool's eps(x_e, ""), eps(x_e, c_e) if it has them.
-    With `pool_search_only` the parameter steps sample x_e fresh and preserve c_t on it (x_t' = x_e)."""
-    if ctx.config.pool_search_only and ctx.pool is not None:
+    `fresh_erased` (the alternating schedule's `pool_search_only`): x_e sampled fresh, c_t preserved on it."""
+    if fresh_erased and ctx.pool is not None:
         sampled = ctx.latents_with_predictions([PoolPrompt(None, erased)], draws)
         return sampled.x, sampled.x, sampled.original[0]
     sampled = ctx.latents_with_predictions([PoolPrompt(("erased", index), erased), target], draws)
@@ -59,7 +59,7 @@ def joint_step(ctx: TrainingContext, state: SearchState) -> dict[str, Any]:
     target = search_prompt(ctx, state, index, weights)
     target_cond = target.cond  # differentiable in the logits
     draws = ctx.draw()
-    x_e, x_t, known = _step_latents(ctx, index, erased, target, draws)
+    x_e, x_t, known = _step_latents(ctx, index, erased, target, draws, fresh_erased=False)
     shared = torch.equal(x_e, x_t)
     with torch.no_grad():
         eps_erased = known[1] if known is not None else ctx.predict(x_e, draws, erased, edited=False)
@@ -93,7 +93,7 @@ def alternating_step(ctx: TrainingContext, state: SearchState) -> dict[str, Any]
     target = search_prompt(ctx, state, index, sample_weights(ctx, state, index))
     target_cond = target.cond.detach()
     draws = ctx.draw()
-    x_e, x_t, known = _step_latents(ctx, index, erased, target, draws)
+    x_e, x_t, known = _step_latents(ctx, index, erased, target, draws, c.pool_search_only)
     shared = torch.equal(x_e, x_t)  # one latent for both (search-only, or `pool_candidates=0`): c_t's agree
     rows, conds = ([x_e], [target_cond]) if shared else ([x_e, x_t], [target_cond, target_cond])
     if known is None:

@@ -63,7 +63,7 @@ def test_joint_step_gradients_are_the_alternating_steps_at_the_same_latent(
     x = ctx.noise()
     draws = Draws((timestep_at(6, backend.alphas_cumprod, 10, False, torch.Generator()),))
     monkeypatch.setattr(ctx, "draw", lambda: draws)
-    monkeypatch.setattr(age, "_step_latents", lambda *_: (x, x, None))
+    monkeypatch.setattr(age, "_step_latents", lambda *_, **__: (x, x, None))
     captured: dict[str, list[torch.Tensor]] = {}
 
     def capture(loss: torch.Tensor, search_term: torch.Tensor | float, optimizer: torch.optim.Optimizer) -> float:

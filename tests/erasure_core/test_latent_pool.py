@@ -11,6 +11,8 @@ import torch
 from erasure_core import erase, latent_pool, make_config
 from erasure_core.adversarial import gumbel_sample
 from erasure_core.backends.base import Conditioning
+from erasure_core.defaults import AGE_JOINT_REFRESHES
+from erasure_core.errors import ConfigError
 from erasure_core.latent_pool import LatentPool, PoolPrompt
 from erasure_core.sampling import ddim_sample, full_path, timestep_at
 from tests.conftest import make_backend
@@ -319,6 +321,35 @@ def test_auto_pool_is_used_only_where_each_trajectory_serves_enough_latents(
     assert make_config("esd", erase=erase_, steps=steps, layers="noxattn").resolved_pool_refreshes() == 0
     assert make_config("esd", erase=erase_, steps=steps, pool_refreshes=3).resolved_pool_refreshes() == 3
     assert make_config("esd", erase=erase_, steps=steps, pool_refreshes=0).resolved_pool_refreshes() == 0
+
+
+@pytest.mark.parametrize(
+    ("concepts", "steps", "joint", "refreshes"),
+    [
+        (1, 500, True, AGE_JOINT_REFRESHES),  # 500 / (1 x 2 x 16) = 15.6 latents per trajectory
+        (1, 256, True, AGE_JOINT_REFRESHES),  # 8
+        (1, 255, False, 4),  # just under 8 at 16 refreshes: the alternating schedule, its pool re-sampled 4 times
+        (1, 100, False, 4),  # the demo's recipe
+        (5, 500, False, 4),
+        (5, 100, False, 0),
+    ],
+)
+def test_age_takes_the_joint_step_on_a_pool_re_sampled_16_times_only_in_long_enough_runs(
+    concepts: int, steps: int, joint: bool, refreshes: int
+) -> None:
+    erase_ = [f"concept {i}" for i in range(concepts)]
+    config = make_config("age", erase=erase_, steps=steps)
+    assert config.joint_step == "auto"
+    assert (config.resolved_joint_step(), config.resolved_pool_refreshes()) == (joint, refreshes)
+    assert not make_config("age", erase=erase_, steps=steps, layers="noxattn").resolved_joint_step()
+    assert not make_config("age", erase=erase_, steps=steps, pool_refreshes=0).resolved_joint_step()
+    forced = make_config("age", erase=erase_, steps=steps, joint_step=True)
+    # Forced on, it re-samples its pool 16 times wherever the pool pays at all.
+    assert forced.resolved_joint_step() and forced.resolved_pool_refreshes() == (
+        AGE_JOINT_REFRESHES if refreshes else 0
+    )
+    with pytest.raises(ConfigError, match="joint_step"):
+        make_config("age", erase=erase_, steps=steps, joint_step="sometimes")
 
 
 @pytest.mark.parametrize("value", ["sometimes", 2.5, True, -1])
