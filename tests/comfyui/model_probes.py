@@ -67,6 +67,32 @@ def sdxl_main(pack_root: str) -> None:
         context_error = max(float((batched.context[i : i + 1] - c).abs().max()) for i, (c, _) in enumerate(single))
         pooled_error = max(float((batched.pooled[i : i + 1] - p).abs().max()) for i, (_, p) in enumerate(single))
 
+        # EAP/AGE's vocabulary ranking in bfloat16 through ComfyUI's text encoders: the nearest keep float32 distances.
+        from concept_erasure_pack.erasure_core.candidates import vocabulary_distances
+
+        words = backend.vocabulary()[:400]
+        with torch.inference_mode(False):
+            exact, _ = vocabulary_distances(backend.encode_prompts, batched.select(0), words)
+            ranked, count = vocabulary_distances(
+                backend.encode_prompts, batched.select(0), words, exact_nearest=20, low_precision=True
+            )
+        nearest = exact[0].argsort()[:20]
+        with torch.inference_mode(False):
+            alone, _ = vocabulary_distances(backend.encode_prompts, batched.select(0), [words[i] for i in nearest])
+
+        def error(values: torch.Tensor) -> float:
+            return float(((values - exact[0, nearest]) / exact[0, nearest]).abs().max())
+
+        ranking = {
+            "count": count,
+            "nearest_error": error(ranked[0, nearest]),
+            # the nearest words in float32 again, in one smaller batch: how far the batch size alone moves the last
+            # bits of ComfyUI's CPU encoders (the ranking encodes them again in batches of their own)
+            "batch_error": error(alone[0]),
+            "same_order": ranked[0].argsort()[:20].tolist() == nearest.tolist(),
+            "far_differ": not torch.equal(ranked, exact),
+        }
+
         config = make_config("esd", erase=("cat",), keep=("dog",), steps=6, lr=3e-3, rank=4, alpha=4.0, seed=0,
                              ddim_steps=4, resolution=64, audit_samples=1, audit_ddim_steps=2)  # fmt: skip
         out = run_erasure(model, clip, config, None, use_cache=False)
@@ -94,6 +120,7 @@ def sdxl_main(pack_root: str) -> None:
                 "n_keys": len(out.lora),
                 "moved": float((after - before).abs().max()),
                 "original_unchanged": float((again - before).abs().max()),
+                "ranking": ranking,
             }
         )
     )

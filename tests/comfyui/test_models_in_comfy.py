@@ -38,6 +38,10 @@ def test_sdxl_encoding_training_and_patching(comfy_root: Path, tmp_path: Path):
     assert result["keys"][0].startswith("lora_unet_input_blocks_") and result["n_keys"] > 0
     assert result["moved"] > 1e-3, "the returned MODEL does not carry the LoRA"
     assert result["original_unchanged"] == 0.0, "the input MODEL was changed"
+    # The candidate search's bfloat16 ranking runs through ComfyUI's encoders and keeps the nearest words exact.
+    ranking = result["ranking"]
+    assert ranking["count"] == 20 and ranking["same_order"] and ranking["far_differ"]
+    assert ranking["nearest_error"] <= max(2 * ranking["batch_error"], 1e-6), ranking  # float32 noise, not bfloat16's
 
 
 def test_sd2_v_prediction_is_converted_to_epsilon(comfy_root: Path, tmp_path: Path):
