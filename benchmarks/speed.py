@@ -24,7 +24,6 @@ allocator's peak on a GPU, measured for each run separately.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -40,7 +39,7 @@ import torch
 
 from erasure_core import erase, make_config
 from erasure_core.callbacks import INFO_PHASE, INFO_UNET_EVALS, Callbacks
-from erasure_core.config import EraseConfig, config_class
+from erasure_core.config import EraseConfig, setting_names
 from erasure_core.distance_cache import CACHE_ENV
 from erasure_core.lora.export import LoraFile, lora_from_tensors
 from erasure_core.trainer import EraseResult
@@ -128,7 +127,7 @@ def default_recipe(backend, method: str, overrides: dict[str, Any], period_steps
     later steps cost less than early ones (the original model's predictions at a pooled latent are kept after its
     first visit), so a shortened pooled period overstates the cost and only a whole one is exact.
     """
-    known = {f.name for f in dataclasses.fields(config_class(method))}
+    known = setting_names(method)
     full: EraseConfig = make_config(method, erase=[CONCEPT], **{k: v for k, v in overrides.items() if k in known})
     memory = PeakMemory(backend.device)
     if method == "uce":

@@ -176,8 +176,6 @@ class EraseConfig:
         """The latent-pool refreshes this run makes: `pool_refreshes`, with 'auto' resolved (0 = no pool)."""
         if self.pool_refreshes != AUTO:
             return self.pool_refreshes
-        if self.layers not in POOL_AUTO_LAYERS:
-            return 0
         return POOL_AUTO_REFRESHES if self._pool_pays(POOL_AUTO_REFRESHES) else 0
 
     def _pool_pays(self, refreshes: int) -> bool:
@@ -322,10 +320,15 @@ def method_defaults(method: str) -> dict[str, Any]:
     return dict(DEFAULTS[config_class(method).method])
 
 
+def setting_names(method: str) -> set[str]:
+    """The names `make_config(method, ...)` accepts."""
+    return {f.name for f in dataclasses.fields(config_class(method))}
+
+
 def make_config(method: str, **settings: Any) -> EraseConfig:
     """Build the config of `method`; settings given as None keep their default. Unknown settings raise."""
     cls = config_class(method)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = setting_names(method)
     if unknown := sorted(set(settings) - names):
         raise ConfigError(f"Unknown setting(s) {unknown} for method {method!r}; known: {sorted(names)}.")
     return cls(**{k: v for k, v in settings.items() if v is not None})

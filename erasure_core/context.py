@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -206,13 +206,14 @@ class TrainingContext:
         return known if known is not None and self.prompts.anchor is self.prompts.uncond else None
 
     def _sample_fresh_shared(self, prompts: Sequence[PoolPrompt], draw: TimestepDraw) -> torch.Tensor:
-        first = {}
-        for i, p in enumerate(prompts):
-            first.setdefault(p.key, i)
-        unique = list(first.values())
-        z = self.noise().repeat(len(unique), 1, 1, 1)
-        x = self.sample_latents(Conditioning.cat([prompts[i].cond for i in unique]), z, draw)
-        return x[[unique.index(first[p.key]) for p in prompts]]
+        """One fresh latent per pool key, sampled with the first prompt of that key (as the pool's trajectories)."""
+        first: dict[Hashable, PoolPrompt] = {}
+        for p in prompts:
+            first.setdefault(p.key, p)
+        z = self.noise().repeat(len(first), 1, 1, 1)
+        x = self.sample_latents(Conditioning.cat([p.cond for p in first.values()]), z, draw)
+        row = {key: i for i, key in enumerate(first)}
+        return x[[row[p.key] for p in prompts]]
 
     def _sample_fresh(self, draw: TimestepDraw) -> bool:
         """Whether the draw's latent is sampled fresh although the pool is on (`pool_fresh_steps`; 0 = never)."""

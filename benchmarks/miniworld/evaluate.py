@@ -18,7 +18,7 @@ import os
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file
 
 from erasure_core import erase, make_config
-from erasure_core.config import config_class
+from erasure_core.config import setting_names
 from erasure_core.defaults import MINIWORLD_RECIPE
 from erasure_core.demo import DEMO_DIR, DemoModel, load_demo
 from erasure_core.distance_cache import CACHE_ENV
@@ -98,7 +98,7 @@ class Bench:
             settings = {"seed": self.seed, "audit_samples": 0}
         elif layers:
             settings["layers"] = layers
-        known = _setting_names(method)  # `--set` may name one method's settings in a run of several
+        known = setting_names(method)  # `--set` may name one method's settings in a run of several
         config = make_config(
             method, erase=tuple(erase_), keep=tuple(keep), **{k: settings[k] for k in settings if k in known}
         )
@@ -443,10 +443,6 @@ def _machine(device: str) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
 
 
-def _setting_names(method: str) -> set[str]:
-    return {f.name for f in fields(config_class(method))}
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.miniworld.evaluate", description=__doc__.splitlines()[0]
@@ -490,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.methods.split(",")) - set(METHODS)
     if unknown:
         raise SystemExit(f"unknown method(s) {sorted(unknown)}; choose from {', '.join(METHODS)}")
-    if unknown := set(json.loads(args.set or "{}")) - {n for m in METHODS[1:] for n in _setting_names(m)}:
+    if unknown := set(json.loads(args.set or "{}")) - {n for m in METHODS[1:] for n in setting_names(m)}:
         raise SystemExit(f"--set names setting(s) {sorted(unknown)} that no method has")
     report = run(args)
     if args.json:
