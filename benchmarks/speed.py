@@ -134,7 +134,8 @@ def default_recipe(backend, method: str, overrides: dict[str, Any], period_steps
         with memory.measure():
             result = erase(backend, full.replace(audit_samples=0))
         return {"recipe": "default", "steps": 1, "projected_s": result.seconds, "peak_mb": memory.peak_mb}
-    refreshes = full.resolved_pool_refreshes()  # of the whole run: the shortened one would resolve 'auto' to 0
+    full = full.resolved()  # the whole run's choices: a period's fewer steps would resolve 'auto' otherwise
+    refreshes = full.resolved_pool_refreshes()
     periods = max(1, refreshes)
     period = math.ceil(full.steps / periods)
     timed = min(period, max(2, period_steps or period))

@@ -178,6 +178,11 @@ class EraseConfig:
             return self.pool_refreshes
         return POOL_AUTO_REFRESHES if self._pool_pays(POOL_AUTO_REFRESHES) else 0
 
+    def resolved(self) -> EraseConfig:
+        """This config with every 'auto' replaced by what it resolves to: a shorter run made from it (a timed part,
+        a resumed run) then trains as this one does, whatever its own step count would resolve to."""
+        return self.replace(pool_refreshes=self.resolved_pool_refreshes())
+
     def _pool_pays(self, refreshes: int) -> bool:
         """Whether each stored trajectory serves at least POOL_AUTO_MIN_REUSE training latents (`auto`'s rule)."""
         reuse = self.steps * self.batch_size / (len(self.erase) * self.pool_trajectories * refreshes)
@@ -271,6 +276,9 @@ class AgeConfig(_SearchFields):
         if self.joint_step != AUTO:
             return self.joint_step
         return self.pool_refreshes != 0 and self._pool_pays(AGE_JOINT_REFRESHES)
+
+    def resolved(self) -> AgeConfig:
+        return self.replace(pool_refreshes=self.resolved_pool_refreshes(), joint_step=self.resolved_joint_step())
 
     def resolved_pool_refreshes(self) -> int:
         """`auto`: the base rule, re-sampled AGE_JOINT_REFRESHES times instead where the joint step uses the pool."""

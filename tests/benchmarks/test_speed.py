@@ -106,3 +106,23 @@ def test_pooled_projection_times_the_cheap_first_period_once_and_a_later_period_
     assert 2 * 9 * 2 + 8 * 2 + 2 <= later <= 2 * 9 * 2 + 8 * 2 + 2 * 8
     assert abs(row["unet_evals_per_concept"] - whole.unet_evals) <= 2 * 8  # visits differ, nothing else
     assert backend.fingerprint() == before  # both timed runs hand the model back unchanged
+
+
+def test_timed_period_trains_as_the_whole_run_resolves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A period has fewer steps than the run, which alone would resolve AGE's `auto` joint step (one concept in 256
+    # steps or more) and the pool differently: the period must train the whole run's recipe.
+    from erasure_core.methods import age
+    from tests.conftest import make_backend
+
+    calls = {"joint": 0, "alternating": 0}
+    for name in calls:
+        original = getattr(age, f"{name}_step")
+        monkeypatch.setattr(
+            age,
+            f"{name}_step",
+            lambda ctx, state, _f=original, _n=name: calls.__setitem__(_n, calls[_n] + 1) or _f(ctx, state),
+        )
+    backend = make_backend("sd1", tmp_path)
+    settings = {**speed.TINY, "steps": 256}
+    row = speed.default_recipe(backend, "age", settings, 2)
+    assert row["steps"] == 256 and calls["alternating"] == 0 and calls["joint"] > 0

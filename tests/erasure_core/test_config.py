@@ -79,3 +79,13 @@ def test_empty_vocabulary_raises() -> None:
 def test_to_dict_round_trips() -> None:
     config = AgeConfig(erase=["cat", "car"], keep=["dog"], steps=7, vocabulary=("a", "b"), detached_erasure_term=True)
     assert config_from_dict(config.to_dict()) == config
+
+
+def test_resolved_config_keeps_the_whole_runs_choices_in_a_shorter_part() -> None:
+    age = make_config("age", erase=["cat"])  # one concept in 500 steps: the joint step, 16 refreshes
+    part = age.resolved().replace(steps=20)
+    assert (part.pool_refreshes, part.joint_step) == (16, True)
+    assert age.replace(steps=20).resolved_joint_step() is False  # what the part alone would resolve to
+    esd = make_config("esd", erase=["cat"]).resolved()
+    assert esd.pool_refreshes == 4 and esd.replace(steps=20).resolved_pool_refreshes() == 4
+    assert make_config("esd", erase=["cat"], layers="noxattn").resolved().pool_refreshes == 0
