@@ -50,6 +50,17 @@ run "${nb[@]}" --methods age --steps 1000 --set "$faithful" --json "$out/miniwor
 run "${nb[@]}" --methods age --steps 500 --set '{"lr": 6e-4}' --json "$out/miniworld_neighbours_500steps_age.json"
 wait
 
+# ESD at 400 steps (lr 2.5e-4 on SD, the same Adam path length: 7.5e-4 here), tried as its default and not kept:
+# objects over seeds 0-1, one concept per run over seeds 0-1 against the faithful 1000 steps again with seed 1.
+esd400() { run --methods esd --steps 400 --set '{"lr": 7.5e-4}' "$@"; }
+esd400 --task objects --json "$out/miniworld_objects_400steps_esd.json" &
+esd400 --task objects --seed 1 --json "$out/miniworld_objects_400steps_esd_seed1.json"
+wait
+esd400 "${nb[@]}" --json "$out/miniworld_neighbours_400steps_esd.json" &
+esd400 "${nb[@]}" --seed 1 --json "$out/miniworld_neighbours_400steps_esd_seed1.json"
+wait
+run "${nb[@]}" --methods esd --steps 1000 --seed 1 --set "$faithful" --json "$out/miniworld_neighbours_1000steps_esd_seed1.json"
+
 c() { python -m benchmarks.miniworld.compare_recipes "$@"; }
 esd1000="$out/miniworld_objects_1000steps.json,$out/miniworld_objects_1000steps_seed1.json"
 eap1000="$out/miniworld_objects_1000steps_eap.json,$out/miniworld_objects_1000steps_eap_seed1.json"
@@ -65,3 +76,6 @@ c "$out/miniworld_neighbours_1000steps_age.json" "$out/miniworld_neighbours_500s
 for recipe in joint pool2x4 joint_pool2x4 joint_pool2x16_f0; do
     c "$out/miniworld_objects_1000steps_age.json" "$out/miniworld_objects_500steps_age_$recipe.json" --labels "faithful-1000,$recipe"
 done
+c "$esd1000" "$out/miniworld_objects_400steps_esd.json,$out/miniworld_objects_400steps_esd_seed1.json" --labels faithful-1000,esd-400
+c "$out/miniworld_neighbours_1000steps_esd.json,$out/miniworld_neighbours_1000steps_esd_seed1.json" \
+    "$out/miniworld_neighbours_400steps_esd.json,$out/miniworld_neighbours_400steps_esd_seed1.json" --labels faithful-1000,esd-400
