@@ -278,7 +278,8 @@ class AgeConfig(_SearchFields):
         return self.pool_refreshes != 0 and self._pool_pays(AGE_JOINT_REFRESHES)
 
     def resolved(self) -> AgeConfig:
-        return self.replace(pool_refreshes=self.resolved_pool_refreshes(), joint_step=self.resolved_joint_step())
+        """The base's, with the joint step's 'auto' resolved too."""
+        return super().resolved().replace(joint_step=self.resolved_joint_step())
 
     def resolved_pool_refreshes(self) -> int:
         """`auto`: the base rule, re-sampled AGE_JOINT_REFRESHES times instead where the joint step uses the pool."""

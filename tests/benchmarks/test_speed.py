@@ -115,13 +115,18 @@ def test_timed_period_trains_as_the_whole_run_resolves(tmp_path: Path, monkeypat
     from tests.conftest import make_backend
 
     calls = {"joint": 0, "alternating": 0}
+
+    def counted(name: str):
+        step = getattr(age, f"{name}_step")
+
+        def wrapped(ctx, state):
+            calls[name] += 1
+            return step(ctx, state)
+
+        return wrapped
+
     for name in calls:
-        original = getattr(age, f"{name}_step")
-        monkeypatch.setattr(
-            age,
-            f"{name}_step",
-            lambda ctx, state, _f=original, _n=name: calls.__setitem__(_n, calls[_n] + 1) or _f(ctx, state),
-        )
+        monkeypatch.setattr(age, f"{name}_step", counted(name))
     backend = make_backend("sd1", tmp_path)
     settings = {**speed.TINY, "steps": 256}
     row = speed.default_recipe(backend, "age", settings, 2)
