@@ -395,7 +395,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.images_per_concept,
         args.seed,
         args.device,
-        overrides=json.loads(args.set or "{}"),
+        overrides=merged_settings(args.set),
     )
     erase_list = [c.strip() for c in args.erase.split(",") if c.strip()] if args.erase else []
     keep_list = [c.strip() for c in args.keep.split(",") if c.strip()] if args.keep else []
@@ -471,9 +471,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="objects task: run the first N splits (1 and 2 together erase each of the ten concepts once)",
     )
     parser.add_argument(
-        "--set", help="extra engine settings for every trained method, as JSON (e.g. '{\"lr\": 1e-3}')"
+        "--set",
+        action="append",
+        help="extra engine settings for every trained method, as JSON (e.g. '{\"lr\": 1e-3}'); "
+        "repeatable, a later one wins",
     )
     return parser
+
+
+def merged_settings(sets: list[str] | None) -> dict[str, Any]:
+    """The `--set` JSON objects merged in order, so that a study script can pin settings under each run's own."""
+    merged: dict[str, Any] = {}
+    for text in sets or ():
+        merged.update(json.loads(text))
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -486,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.methods.split(",")) - set(METHODS)
     if unknown:
         raise SystemExit(f"unknown method(s) {sorted(unknown)}; choose from {', '.join(METHODS)}")
-    if unknown := set(json.loads(args.set or "{}")) - {n for m in METHODS[1:] for n in setting_names(m)}:
+    if unknown := set(merged_settings(args.set)) - {n for m in METHODS[1:] for n in setting_names(m)}:
         raise SystemExit(f"--set names setting(s) {sorted(unknown)} that no method has")
     report = run(args)
     if args.json:

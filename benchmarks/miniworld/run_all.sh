@@ -4,9 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=benchmarks/miniworld/results
 mkdir -p "$out"
-# Every method with the faithful recipe (every training latent sampled fresh, as the reference code does), so that
-# the methods compare on equal terms; what the default's latent pool changes is in pool_study.sh.
-run() { python -m benchmarks.miniworld.evaluate --out-dir "$out" --set '{"pool_refreshes": 0, "joint_step": false}' "$@"; }
+# Every method with the faithful recipe (every training latent sampled fresh on the reference's 50-step DDIM
+# schedule, as the reference code does), so that the methods compare on equal terms; what the default's latent pool
+# changes is in pool_study.sh.
+run() { python -m benchmarks.miniworld.evaluate --out-dir "$out" --set '{"pool_refreshes": 0, "joint_step": false, "ddim_steps": 50}' "$@"; }
 run --task objects --methods none,esd,eap,age,uce --images-per-concept 16 --json "$out/objects.json"
 run --task implicit --methods none,esd,eap,age,uce --images-per-concept 8 --json "$out/implicit.json"
 run --task styles --methods none,esd,eap,age,uce --images-per-concept 8 --json "$out/styles.json"

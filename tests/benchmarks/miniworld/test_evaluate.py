@@ -36,7 +36,11 @@ def test_tiny_objects_run_writes_a_well_formed_report(tmp_path: Path) -> None:
 def test_set_may_name_one_methods_settings_but_not_settings_no_method_has(tmp_path: Path) -> None:
     argv = ["--task", "objects", "--erase", "apple", "--keep", "banana", "--methods", "esd", "--steps", "1", "--images-per-concept", "2",
             "--device", "cpu", "--out-dir", str(tmp_path), "--json", str(tmp_path / "r.json")]  # fmt: skip
-    assert evaluate([*argv, "--set", '{"joint_step": false, "pool_refreshes": 0}']) == 0  # AGE's; ESD ignores it
+    # AGE's joint_step: ESD ignores it. A later --set wins (the study scripts pin settings under each run's own).
+    pinned, own = '{"ddim_steps": 50, "joint_step": false}', '{"ddim_steps": 4, "pool_refreshes": 0}'
+    assert evaluate([*argv, "--set", pinned, "--set", own]) == 0
+    overrides = json.loads((tmp_path / "r.json").read_text())["settings"]["overrides"]
+    assert overrides == {"ddim_steps": 4, "joint_step": False, "pool_refreshes": 0}
     with pytest.raises(SystemExit, match="joint_stepp"):
         evaluate([*argv, "--set", '{"joint_stepp": false}'])
 
