@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# A 25-step DDIM schedule for the training latents instead of the reference's 50 (README, "A shorter sampling
+# schedule for AGE"): AGE's default since, checked against the faithful recipe and the 50-step default on the
+# miniature world; ESD and EAP were measured too and keep 50. Each run is an `evaluate` report in benchmarks/results/,
+# compared with `compare_recipes` against pool_study.sh's and steps_study.sh's reports. Single-threaded runs, two at
+# a time, take about 90 minutes on 2 CPU cores.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=benchmarks/results
+tmp=$(mktemp -d)
+export OMP_NUM_THREADS=1
+run() { python -m benchmarks.miniworld.evaluate --device cpu --out-dir "$tmp" "$@"; }
+d25='{"ddim_steps": 25}'
+nb=(--task neighbours --erase apple,car,house --images-per-concept 8)
+
+# One concept per run, the demo's 100 steps: AGE and EAP over seeds 0-3, ESD over seeds 0-4 (the
+# faithful ESD runs have seeds 0-2, its 50-step default 0-3).
+for seed in 0 1 2 3; do
+    run "${nb[@]}" --methods age --seed $seed --set "$d25" --json "$out/miniworld_neighbours_age_ddim25_seed$seed.json" &
+    run "${nb[@]}" --methods eap --seed $seed --set "$d25" --json "$out/miniworld_neighbours_eap_ddim25_seed$seed.json"
+    wait
+done
+for seed in 0 1 2 3 4; do
+    run "${nb[@]}" --methods esd --seed $seed --set "$d25" --json "$out/miniworld_neighbours_esd_ddim25_seed$seed.json"
+done
+run "${nb[@]}" --methods esd --seed 3 --set '{"pool_refreshes": 4, "pool_trajectories": 2, "pool_fresh_steps": 0}' \
+    --json "$out/miniworld_neighbours_esd_pool_2x4_f0_seed3.json"
+# One concept per run at the SD step count (500 steps at lr 6e-4; AGE takes its joint step there), and ESD's
+# 50-step default with seed 1 beside steps_study.sh's seed 0.
+run "${nb[@]}" --methods esd --steps 500 --set '{"lr": 6e-4, "ddim_steps": 25}' \
+    --json "$out/miniworld_neighbours_500steps_esd_ddim25_seed0.json" &
+run "${nb[@]}" --methods esd --steps 500 --seed 1 --set '{"lr": 6e-4, "ddim_steps": 25}' \
+    --json "$out/miniworld_neighbours_500steps_esd_ddim25_seed1.json"
+wait
+run "${nb[@]}" --methods esd --steps 500 --seed 1 --set '{"lr": 6e-4, "ddim_steps": 50}' \
+    --json "$out/miniworld_neighbours_500steps_esd_seed1.json"
+run "${nb[@]}" --methods eap --steps 500 --set '{"lr": 6e-4, "ddim_steps": 25}' \
+    --json "$out/miniworld_neighbours_500steps_eap_ddim25.json" &
+run "${nb[@]}" --methods age --steps 500 --set '{"lr": 6e-4, "ddim_steps": 25}' \
+    --json "$out/miniworld_neighbours_500steps_age_ddim25.json"
+wait
+# Five concepts per run: AGE at 100 steps (4 splits, seeds 0-1), and at 500 steps on splits 1-2 (seeds 0-1; the
+# 50-step default with seed 1 beside steps_study.sh's seed 0).
+run --task objects --methods age --set "$d25" --json "$out/miniworld_objects_age_ddim25.json" &
+run --task objects --methods age --seed 1 --set "$d25" --json "$out/miniworld_objects_age_ddim25_seed1.json"
+wait
+run --task objects --methods age --splits 2 --steps 500 --set '{"lr": 6e-4, "ddim_steps": 25}' \
+    --json "$out/miniworld_objects_500steps_age_ddim25.json" &
+run --task objects --methods age --splits 2 --steps 500 --seed 1 --set '{"lr": 6e-4, "ddim_steps": 25}' \
+    --json "$out/miniworld_objects_500steps_age_ddim25_seed1.json"
+wait
+run --task objects --methods age --splits 2 --steps 500 --seed 1 --set '{"lr": 6e-4, "ddim_steps": 50}' \
+    --json "$out/miniworld_objects_500steps_age_seed1.json"
+
+m=benchmarks/miniworld/results
+c() { python -m benchmarks.miniworld.compare_recipes "$@"; }
+seeds() { local IFS=,; echo "$*"; }
+faithful=$(seeds "$m/neighbours.json" "$out"/miniworld_neighbours_seed{1,2,3}.json)
+faithful_esd=$(seeds "$m/neighbours.json" "$out"/miniworld_neighbours_esd_seed{1,2}.json)
+# One concept per run, 100 steps: against the faithful recipe, then against the 50-step default.
+c "$faithful" "$(seeds "$out"/miniworld_neighbours_age_ddim25_seed{0,1,2,3}.json)" --labels faithful,ddim25
+c "$faithful" "$(seeds "$out"/miniworld_neighbours_eap_ddim25_seed{0,1,2,3}.json)" --labels faithful,ddim25
+c "$faithful_esd" "$(seeds "$out"/miniworld_neighbours_esd_ddim25_seed{0,1,2}.json)" --labels faithful,ddim25
+c "$(seeds "$out"/miniworld_neighbours_age_pool_search_only_seed{0,1,2,3}.json)" \
+    "$(seeds "$out"/miniworld_neighbours_age_ddim25_seed{0,1,2,3}.json)" --labels default-50,ddim25
+c "$(seeds "$out"/miniworld_neighbours_eap_pool_2x4_f0_seed{0,1,2,3}.json)" \
+    "$(seeds "$out"/miniworld_neighbours_eap_ddim25_seed{0,1,2,3}.json)" --labels default-50,ddim25
+c "$(seeds "$out"/miniworld_neighbours_esd_pool_2x4_f0_seed{0,1,2,3}.json)" \
+    "$(seeds "$out"/miniworld_neighbours_esd_ddim25_seed{0,1,2,3}.json)" --labels default-50,ddim25
+# Five concepts per run, 100 steps (AGE samples fresh there).
+c "$m/objects.json,$out/miniworld_objects_faithful_seed1.json" \
+    "$out/miniworld_objects_age_ddim25.json,$out/miniworld_objects_age_ddim25_seed1.json" --labels faithful,ddim25
+# The SD step count against the faithful 1000 steps.
+c "$out/miniworld_neighbours_1000steps_age.json" "$out/miniworld_neighbours_500steps_age_ddim25.json" \
+    --labels faithful-1000,ddim25-500
+c "$out/miniworld_objects_1000steps_age.json" \
+    "$(seeds "$out"/miniworld_objects_500steps_age_ddim25{,_seed1}.json)" --labels faithful-1000,ddim25-500
+c "$(seeds "$out"/miniworld_objects_500steps_age{,_seed1}.json)" \
+    "$(seeds "$out"/miniworld_objects_500steps_age_ddim25{,_seed1}.json)" --labels default-50-500,ddim25-500
+c "$out/miniworld_neighbours_1000steps_eap.json" "$out/miniworld_neighbours_500steps_eap_ddim25.json" \
+    --labels faithful-1000,ddim25-500
+c "$(seeds "$out"/miniworld_neighbours_1000steps_esd{,_seed1}.json)" \
+    "$(seeds "$out"/miniworld_neighbours_500steps_esd_ddim25_seed{0,1}.json)" --labels faithful-1000,ddim25-500
+c "$(seeds "$out"/miniworld_neighbours_500steps{,_esd_seed1}.json)" \
+    "$(seeds "$out"/miniworld_neighbours_500steps_esd_ddim25_seed{0,1}.json)" --labels default-500,ddim25-500
