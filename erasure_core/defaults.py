@@ -108,7 +108,7 @@ DEFAULTS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
                 # ours (ref §1: 50): AGE's alternating schedule samples every parameter step's latent fresh, which
                 # is most of its cost; a 25-step schedule halves it. On the miniature world (README, "A shorter
                 # sampling schedule for AGE") AGE stayed within 2 points of the faithful recipe with one and five
-                # concepts, at 100 and 500 steps, with 38-41% fewer UNet evaluations where it alternates. ESD and
+                # concepts, at 100 and 500 steps, with 38-46% fewer UNet evaluations where it alternates. ESD and
                 # EAP keep 50: ESD at 100 steps kept its neighbours 4.2 points worse with 25 (seeds 0-3).
                 "ddim_steps": 25,
             }
