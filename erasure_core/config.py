@@ -14,7 +14,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .defaults import AGE_JOINT_REFRESHES, DEFAULTS, POOL_AUTO_LAYERS, POOL_AUTO_MIN_REUSE, POOL_AUTO_REFRESHES
+from .defaults import (
+    AGE_JOINT_REFRESHES,
+    DEFAULTS,
+    POOL_AUTO_LAYERS,
+    POOL_AUTO_MIN_REUSE,
+    POOL_AUTO_REFRESHES,
+    POOL_DDIM_STEPS,
+    REFERENCE_DDIM_STEPS,
+)
 from .errors import ConfigError
 from .layers import LAYER_SET_HELP, LAYER_SETS
 
@@ -94,8 +102,12 @@ class EraseConfig:
     sample_guidance: float | None = _opt(
         "Guidance scale of the partial sampling that makes training latents.", min=0.0
     )
-    ddim_steps: int | None = _opt(
-        "DDIM steps of the sampling schedule the training timesteps come from.", min=2, max=1000
+    ddim_steps: int | str | None = _opt(
+        "DDIM steps of the sampling schedule the training latents and timesteps come from. 'auto' = "
+        f"{POOL_DDIM_STEPS} where the latent pool serves the latents, else the reference's {REFERENCE_DDIM_STEPS}.",
+        min=2,
+        max=1000,
+        parse=int_or_auto,
     )
     reference_timestep_offset: bool | None = _opt(
         "Reproduce the reference code's latent/timestep mismatch (latent about two DDIM steps less noisy)."
@@ -178,10 +190,16 @@ class EraseConfig:
             return self.pool_refreshes
         return POOL_AUTO_REFRESHES if self._pool_pays(POOL_AUTO_REFRESHES) else 0
 
+    def resolved_ddim_steps(self) -> int:
+        """The sampling schedule's DDIM steps: `ddim_steps`, with 'auto' resolved from the pool's choice."""
+        if self.ddim_steps != AUTO:
+            return self.ddim_steps
+        return POOL_DDIM_STEPS if self.resolved_pool_refreshes() > 0 else REFERENCE_DDIM_STEPS
+
     def resolved(self) -> EraseConfig:
         """This config with every 'auto' replaced by what it resolves to: a shorter run made from it (a timed part,
         a resumed run) then trains as this one does, whatever its own step count would resolve to."""
-        return self.replace(pool_refreshes=self.resolved_pool_refreshes())
+        return self.replace(pool_refreshes=self.resolved_pool_refreshes(), ddim_steps=self.resolved_ddim_steps())
 
     def _pool_pays(self, refreshes: int) -> bool:
         """Whether each stored trajectory serves at least POOL_AUTO_MIN_REUSE training latents (`auto`'s rule)."""

@@ -86,6 +86,7 @@ class TrainingContext:
         self._graphed: GraphedPredict | None = None
         if config.cuda_graphs and backend.device.type == "cuda" and getattr(backend, "supports_cuda_graphs", False):
             self._graphed = GraphedPredict(backend.predict_noise)
+        self._ddim_steps = config.resolved_ddim_steps()
         self.pool: LatentPool | None = None
         refreshes = config.resolved_pool_refreshes()
         if refreshes > 0:
@@ -95,7 +96,7 @@ class TrainingContext:
                 self.noise,
                 prompts.uncond,
                 config.sample_guidance,
-                full_path(backend.alphas_cumprod, config.ddim_steps, config.reference_timestep_offset),
+                full_path(backend.alphas_cumprod, self._ddim_steps, config.reference_timestep_offset),
                 backend.alphas_cumprod,
                 config.pool_trajectories,
                 self.generator,
@@ -149,7 +150,9 @@ class TrainingContext:
         c = self.config
         return Draws(
             tuple(
-                draw_timestep(self.generator, self.backend.alphas_cumprod, c.ddim_steps, c.reference_timestep_offset)
+                draw_timestep(
+                    self.generator, self.backend.alphas_cumprod, self._ddim_steps, c.reference_timestep_offset
+                )
                 for _ in range(c.batch_size)
             )
         )

@@ -99,12 +99,19 @@ def test_defaults_are_printed_from_the_table(capsys: pytest.CaptureFixture) -> N
     assert json.loads(capsys.readouterr().out)["k_closest"] == 100
 
 
-@pytest.mark.parametrize(("value", "expected"), [("auto", "auto"), ("AUTO", "auto"), ("3", 3), ("0", 0)])
-def test_pool_refreshes_takes_a_count_or_auto(value: str, expected: object) -> None:
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        *[("pool_refreshes", v, e) for v, e in [("auto", "auto"), ("AUTO", "auto"), ("3", 3), ("0", 0)]],
+        *[("ddim_steps", v, e) for v, e in [("auto", "auto"), ("Auto", "auto"), ("25", 25)]],
+    ],
+)
+def test_count_or_auto_options_take_either(option: str, value: str, expected: object) -> None:
     from erasure_core.cli import _config_from_args, build_parser
 
-    args = build_parser().parse_args(["erase", "--model", "m", "--erase", "cat", "--pool-refreshes", value])
-    assert _config_from_args(args).pool_refreshes == expected
+    flag = "--" + option.replace("_", "-")
+    args = build_parser().parse_args(["erase", "--model", "m", "--erase", "cat", "--method", "eap", flag, value])
+    assert getattr(_config_from_args(args), option) == expected
 
 
 def test_pool_refreshes_other_words_exit_2(capsys: pytest.CaptureFixture) -> None:

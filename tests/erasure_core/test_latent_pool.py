@@ -11,7 +11,7 @@ import torch
 from erasure_core import erase, latent_pool, make_config
 from erasure_core.adversarial import gumbel_sample
 from erasure_core.backends.base import Conditioning
-from erasure_core.defaults import AGE_JOINT_REFRESHES
+from erasure_core.defaults import AGE_JOINT_REFRESHES, POOL_DDIM_STEPS, REFERENCE_DDIM_STEPS
 from erasure_core.errors import ConfigError
 from erasure_core.latent_pool import LatentPool, PoolPrompt
 from erasure_core.sampling import ddim_sample, full_path, timestep_at
@@ -375,6 +375,47 @@ def test_auto_pool_trains_exactly_as_its_resolved_setting() -> None:
     assert same(one, pooled) and one[0] < fresh[0]  # 64 latents from 4 trajectories: the pool
     several = ["cat", "dog", "car", "tree", "house", "apple", "bird", "boat", "lamp"]  # 64 / 9 / 4 < 8: fresh
     assert same(run(several), run(several, pool_refreshes=0))
+
+
+@pytest.mark.parametrize(
+    ("concepts", "steps", "expected"), [(1, 100, POOL_DDIM_STEPS), (5, 100, REFERENCE_DDIM_STEPS)]
+)
+def test_esd_auto_schedule_is_short_only_where_the_pool_serves_the_latents(
+    concepts: int, steps: int, expected: int
+) -> None:
+    erase_ = [f"concept {i}" for i in range(concepts)]
+    config = make_config("esd", erase=erase_, steps=steps)
+    assert config.ddim_steps == "auto" and config.resolved_ddim_steps() == expected
+    assert config.resolved().ddim_steps == expected  # a shortened part of the run keeps the whole run's schedule
+    assert (
+        make_config("esd", erase=erase_, steps=steps, pool_refreshes=0).resolved_ddim_steps() == REFERENCE_DDIM_STEPS
+    )
+    assert make_config("esd", erase=erase_, steps=steps, pool_refreshes=2).resolved_ddim_steps() == POOL_DDIM_STEPS
+    assert make_config("esd", erase=erase_, steps=steps, ddim_steps=40).resolved_ddim_steps() == 40
+    # The other methods keep a fixed schedule unless asked for the rule.
+    assert make_config("eap", erase=erase_, steps=steps).resolved_ddim_steps() == REFERENCE_DDIM_STEPS
+    assert make_config("eap", erase=erase_, steps=steps, ddim_steps="auto").resolved_ddim_steps() == expected
+    with pytest.raises(ConfigError, match="ddim_steps"):
+        make_config("esd", erase=erase_, ddim_steps="short")
+
+
+def test_esd_auto_schedule_trains_exactly_as_its_resolved_setting() -> None:
+    backend = make_backend("sd1", Path(tempfile.mkdtemp()))
+    settings = {"audit_samples": 0, "pool_trajectories": 1, "pool_fresh_steps": 0}
+
+    def run(erase_: list[str], steps: int, **extra):
+        result = erase(backend, make_config("esd", erase=erase_, steps=steps, **settings, **extra))
+        return result.unet_evals, result.weights, result.report()["ddim_steps"]
+
+    def same(a, b) -> bool:
+        return a[0] == b[0] and a[2] == b[2] and all(torch.equal(a[1][k].up, b[1][k].up) for k in a[1])
+
+    pooled = run(["cat"], 32)  # 32 latents from 4 trajectories: the pool, on the short schedule
+    assert pooled[2] == POOL_DDIM_STEPS and same(pooled, run(["cat"], 32, ddim_steps=POOL_DDIM_STEPS))
+    assert not same(pooled, run(["cat"], 32, ddim_steps=REFERENCE_DDIM_STEPS))
+    several = ["cat", "dog", "car", "tree", "house"]  # 6 / 5 / 4 < 8: fresh latents, on the reference's schedule
+    fresh = run(several, 6)
+    assert fresh[2] == REFERENCE_DDIM_STEPS and same(fresh, run(several, 6, ddim_steps=REFERENCE_DDIM_STEPS))
 
 
 def test_age_search_only_pool_samples_each_parameter_steps_latent_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
