@@ -13,8 +13,8 @@ run() { python -m benchmarks.miniworld.evaluate --device cpu --out-dir "$tmp" "$
 d25='{"ddim_steps": 25}'
 nb=(--task neighbours --erase apple,car,house --images-per-concept 8)
 
-# One concept per run, the demo's 100 steps: AGE and EAP over seeds 0-3, ESD over seeds 0-4 (the
-# faithful ESD runs have seeds 0-2, its 50-step default 0-3).
+# One concept per run, the demo's 100 steps: AGE and EAP over seeds 0-3, ESD over seeds 0-4 (its 50-step default
+# has seeds 0-3; the faithful ESD runs seeds 0-2, and 3-4 from the ESD section below).
 for seed in 0 1 2 3; do
     run "${nb[@]}" --methods age --seed $seed --set "$d25" --json "$out/miniworld_neighbours_age_ddim25_seed$seed.json" &
     run "${nb[@]}" --methods eap --seed $seed --set "$d25" --json "$out/miniworld_neighbours_eap_ddim25_seed$seed.json"

@@ -360,21 +360,28 @@ def test_pool_refreshes_rejects_anything_but_a_count_or_auto(value: object) -> N
         make_config("esd", erase=["cat"], pool_refreshes=value)
 
 
+def _train_esd(backend, erase_: list[str], **settings):
+    return erase(backend, make_config("esd", erase=erase_, audit_samples=0, pool_trajectories=1, **settings))
+
+
+def _trained_alike(a, b) -> bool:
+    """The same UNet evaluations and bit-identical LoRA weights."""
+    return a.unet_evals == b.unet_evals and all(torch.equal(a.weights[k].up, b.weights[k].up) for k in a.weights)
+
+
 def test_auto_pool_trains_exactly_as_its_resolved_setting() -> None:
     backend = make_backend("sd1", Path(tempfile.mkdtemp()))
-    settings = {"steps": 64, "ddim_steps": 16, "audit_samples": 0, "pool_trajectories": 1, "pool_fresh_steps": 0}
+    settings = {"steps": 64, "ddim_steps": 16, "pool_fresh_steps": 0}
 
     def run(erase_: list[str], **extra):
-        result = erase(backend, make_config("esd", erase=erase_, **settings, **extra))
-        return result.unet_evals, result.weights
-
-    def same(a, b) -> bool:
-        return a[0] == b[0] and all(torch.equal(a[1][k].up, b[1][k].up) for k in a[1])
+        return _train_esd(backend, erase_, **settings, **extra)
 
     one, pooled, fresh = run(["cat"]), run(["cat"], pool_refreshes=4), run(["cat"], pool_refreshes=0)
-    assert same(one, pooled) and one[0] < fresh[0]  # 64 latents from 4 trajectories: the pool
+    assert (
+        _trained_alike(one, pooled) and one.unet_evals < fresh.unet_evals
+    )  # 64 latents from 4 trajectories: the pool
     several = ["cat", "dog", "car", "tree", "house", "apple", "bird", "boat", "lamp"]  # 64 / 9 / 4 < 8: fresh
-    assert same(run(several), run(several, pool_refreshes=0))
+    assert _trained_alike(run(several), run(several, pool_refreshes=0))
 
 
 @pytest.mark.parametrize(
@@ -401,21 +408,18 @@ def test_esd_auto_schedule_is_short_only_where_the_pool_serves_the_latents(
 
 def test_esd_auto_schedule_trains_exactly_as_its_resolved_setting() -> None:
     backend = make_backend("sd1", Path(tempfile.mkdtemp()))
-    settings = {"audit_samples": 0, "pool_trajectories": 1, "pool_fresh_steps": 0}
 
     def run(erase_: list[str], steps: int, **extra):
-        result = erase(backend, make_config("esd", erase=erase_, steps=steps, **settings, **extra))
-        return result.unet_evals, result.weights, result.report()["ddim_steps"]
-
-    def same(a, b) -> bool:
-        return a[0] == b[0] and a[2] == b[2] and all(torch.equal(a[1][k].up, b[1][k].up) for k in a[1])
+        return _train_esd(backend, erase_, steps=steps, pool_fresh_steps=0, **extra)
 
     pooled = run(["cat"], 32)  # 32 latents from 4 trajectories: the pool, on the short schedule
-    assert pooled[2] == POOL_DDIM_STEPS and same(pooled, run(["cat"], 32, ddim_steps=POOL_DDIM_STEPS))
-    assert not same(pooled, run(["cat"], 32, ddim_steps=REFERENCE_DDIM_STEPS))
+    assert pooled.report()["ddim_steps"] == POOL_DDIM_STEPS
+    assert _trained_alike(pooled, run(["cat"], 32, ddim_steps=POOL_DDIM_STEPS))
+    assert not _trained_alike(pooled, run(["cat"], 32, ddim_steps=REFERENCE_DDIM_STEPS))
     several = ["cat", "dog", "car", "tree", "house"]  # 6 / 5 / 4 < 8: fresh latents, on the reference's schedule
     fresh = run(several, 6)
-    assert fresh[2] == REFERENCE_DDIM_STEPS and same(fresh, run(several, 6, ddim_steps=REFERENCE_DDIM_STEPS))
+    assert fresh.report()["ddim_steps"] == REFERENCE_DDIM_STEPS
+    assert _trained_alike(fresh, run(several, 6, ddim_steps=REFERENCE_DDIM_STEPS))
 
 
 def test_age_search_only_pool_samples_each_parameter_steps_latent_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
