@@ -79,10 +79,10 @@ DEFAULTS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
                 **_COMMON,
                 # ours: "auto" = POOL_DDIM_STEPS where the pool serves the latents, else the reference's 50. On the
                 # miniature world (README, "A shorter sampling schedule") ESD on pooled 25-step trajectories stayed
-                # within 2 points of the faithful recipe with one concept at 100 steps (5 seeds) and five at 500,
-                # and erased more than on 50 steps (one concept at 500: 2.1 points short of the faithful 1000
-                # steps, the 50-step pool 5.2), at 25-40% fewer UNet evaluations; sampling every latent fresh on
-                # 25 steps (five concepts in 100 steps) erased 6.8 points less, so fresh sampling keeps 50.
+                # within 2 points of the faithful recipe with one concept at 100 steps (5 seeds), five at 500 and
+                # one at 500 (5 seeds against the faithful 1000 steps: -1.7), and erased more than on 50 steps
+                # (the 50-step pool: -5.2 on 4 seeds), at 25-40% fewer UNet evaluations; sampling every latent
+                # fresh on 25 steps (five concepts in 100 steps) erased 6.8 points less, so fresh sampling keeps 50.
                 "ddim_steps": "auto",
             }
         ),
