@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .defaults import (
+    AGE_ALTERNATING_FRESH_STEPS,
+    AGE_JOINT_FRESH_STEPS,
     AGE_JOINT_REFRESHES,
     DEFAULTS,
     POOL_AUTO_LAYERS,
@@ -125,10 +127,12 @@ class EraseConfig:
         min=0,
         parse=int_or_auto,
     )
-    pool_fresh_steps: int | None = _opt(
+    pool_fresh_steps: int | str | None = _opt(
         "Latents whose partial sampling takes at most this many DDIM steps (the noisiest ones) are sampled fresh "
-        "instead of taken from the pool (0 = none).",
+        f"instead of taken from the pool (0 = none). 'auto' = 0, except AGE: {AGE_JOINT_FRESH_STEPS} with its joint "
+        f"step, else {AGE_ALTERNATING_FRESH_STEPS}.",
         min=0,
+        parse=int_or_auto,
     )
     pool_model: str | None = _opt(
         "Model that samples the pool's trajectories: 'current' (the edited model, as the reference's sampling) or "
@@ -196,10 +200,18 @@ class EraseConfig:
             return self.ddim_steps
         return POOL_DDIM_STEPS if self.resolved_pool_refreshes() > 0 else REFERENCE_DDIM_STEPS
 
+    def resolved_pool_fresh_steps(self) -> int:
+        """`pool_fresh_steps`, with 'auto' resolved: ESD and EAP take every latent from the pool (as measured)."""
+        return 0 if self.pool_fresh_steps == AUTO else self.pool_fresh_steps
+
     def resolved(self) -> EraseConfig:
         """This config with every 'auto' replaced by what it resolves to: a shorter run made from it (a timed part,
         a resumed run) then trains as this one does, whatever its own step count would resolve to."""
-        return self.replace(pool_refreshes=self.resolved_pool_refreshes(), ddim_steps=self.resolved_ddim_steps())
+        return self.replace(
+            pool_refreshes=self.resolved_pool_refreshes(),
+            ddim_steps=self.resolved_ddim_steps(),
+            pool_fresh_steps=self.resolved_pool_fresh_steps(),
+        )
 
     def _pool_pays(self, refreshes: int) -> bool:
         """Whether each stored trajectory serves at least POOL_AUTO_MIN_REUSE training latents (`auto`'s rule)."""
@@ -298,6 +310,12 @@ class AgeConfig(_SearchFields):
     def resolved(self) -> AgeConfig:
         """The base's, with the joint step's 'auto' resolved too."""
         return super().resolved().replace(joint_step=self.resolved_joint_step())
+
+    def resolved_pool_fresh_steps(self) -> int:
+        """`auto`: fewer fresh noisiest latents for the joint step than for the alternating schedule, as measured."""
+        if self.pool_fresh_steps != AUTO:
+            return self.pool_fresh_steps
+        return AGE_JOINT_FRESH_STEPS if self.resolved_joint_step() else AGE_ALTERNATING_FRESH_STEPS
 
     def resolved_pool_refreshes(self) -> int:
         """`auto`: the base rule, re-sampled AGE_JOINT_REFRESHES times instead where the joint step uses the pool."""

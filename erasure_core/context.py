@@ -87,6 +87,7 @@ class TrainingContext:
         if config.cuda_graphs and backend.device.type == "cuda" and getattr(backend, "supports_cuda_graphs", False):
             self._graphed = GraphedPredict(backend.predict_noise)
         self._ddim_steps = config.resolved_ddim_steps()
+        self._fresh_steps = config.resolved_pool_fresh_steps()
         self.pool: LatentPool | None = None
         refreshes = config.resolved_pool_refreshes()
         if refreshes > 0:
@@ -220,7 +221,7 @@ class TrainingContext:
 
     def _sample_fresh(self, draw: TimestepDraw) -> bool:
         """Whether the draw's latent is sampled fresh although the pool is on (`pool_fresh_steps`; 0 = never)."""
-        return self.config.pool_fresh_steps > 0 and len(draw.path) - 1 <= self.config.pool_fresh_steps
+        return self._fresh_steps > 0 and len(draw.path) - 1 <= self._fresh_steps
 
     def sample_latents(self, cond: Conditioning, z: torch.Tensor, draw: TimestepDraw) -> torch.Tensor:
         """x_t from the *current* model (edit on) with guidance `sample_guidance`, one trajectory per prompt."""

@@ -89,6 +89,7 @@ class EraseResult:
             "unet_evals_per_concept": self.unet_evals / max(1, len(self.config.erase)),
             "pool_refreshes": self.config.resolved_pool_refreshes(),  # 'auto' resolved; 0 = fresh latents
             "ddim_steps": self.config.resolved_ddim_steps(),  # 'auto' resolved
+            "pool_fresh_steps": self.config.resolved_pool_fresh_steps(),  # 'auto' resolved
             "losses": self.losses,
             "found": self.found,
             "targets": self.targets,

@@ -21,6 +21,11 @@ def make_backend(arch: str, folder: Path) -> DiffusersBackend:
     return DiffusersBackend.from_pipeline(BUILDERS[arch](folder), name=f"tiny-{arch}")
 
 
+def trained_alike(a, b) -> bool:
+    """Two runs' results: the same UNet evaluations and bit-identical LoRA weights."""
+    return a.unet_evals == b.unet_evals and all(torch.equal(a.weights[k].up, b.weights[k].up) for k in a.weights)
+
+
 def most_distinct_word(backend: DiffusersBackend, concept: str) -> str:
     """The test vocabulary word whose encoding is farthest from `concept`'s.
 

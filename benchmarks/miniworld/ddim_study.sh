@@ -3,7 +3,7 @@
 # schedule"): AGE's default since, and ESD's where the latent pool serves the latents (`"ddim_steps": "auto"`),
 # checked against the faithful recipe and the 50-step default on the miniature world; EAP was measured too and keeps
 # 50. Each run is an `evaluate` report in benchmarks/results/, compared with `compare_recipes` against
-# pool_study.sh's and steps_study.sh's reports. Single-threaded runs, two at a time, take about 3 hours on 2 CPU cores.
+# pool_study.sh's and steps_study.sh's reports. Single-threaded runs, two at a time, take about 4 hours on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=benchmarks/results
@@ -36,7 +36,7 @@ run "${nb[@]}" --methods esd --steps 500 --seed 1 --set '{"lr": 6e-4, "ddim_step
     --json "$out/miniworld_neighbours_500steps_esd_seed1.json"
 run "${nb[@]}" --methods eap --steps 500 --set '{"lr": 6e-4, "ddim_steps": 25}' \
     --json "$out/miniworld_neighbours_500steps_eap_ddim25.json" &
-run "${nb[@]}" --methods age --steps 500 --set '{"lr": 6e-4, "ddim_steps": 25}' \
+run "${nb[@]}" --methods age --steps 500 --set '{"lr": 6e-4, "ddim_steps": 25, "pool_fresh_steps": 10}' \
     --json "$out/miniworld_neighbours_500steps_age_ddim25.json"
 wait
 # Five concepts per run: AGE at 100 steps (4 splits, seeds 0-1), and at 500 steps on splits 1-2 (seeds 0-1; the
@@ -86,6 +86,26 @@ run "${nb[@]}" --methods esd --steps 500 --seed 4 --set '{"lr": 6e-4, "ddim_step
     --json "$out/miniworld_neighbours_500steps_esd_ddim25_seed4.json"
 wait
 
+# AGE's fresh noisiest latents on the 25-step schedule: the noisiest 6 (`"pool_fresh_steps": 5`, the noise range the
+# noisiest 11 of the 50-step schedule cover) against the noisiest 11, with the joint step (one concept at 500 steps,
+# seeds 0-1) and with the alternating schedule (five concepts at 500 steps, splits 1-2, seeds 0-1). Then EAP's five
+# concepts at 500 steps on the 25-step schedule (seeds 0-1), not kept.
+for seed in 0 1; do
+    s=$([ $seed = 0 ] || echo _seed$seed)
+    run "${nb[@]}" --methods age --steps 500 --seed $seed --set '{"lr": 6e-4, "pool_fresh_steps": 5}' \
+        --json "$out/miniworld_neighbours_500steps_age_fresh5$s.json" &
+    run --task objects --methods age --splits 2 --steps 500 --seed $seed --set '{"lr": 6e-4, "pool_fresh_steps": 5}' \
+        --json "$out/miniworld_objects_500steps_age_fresh5$s.json"
+    wait
+done
+run "${nb[@]}" --methods age --steps 500 --seed 1 --set '{"lr": 6e-4, "pool_fresh_steps": 10}' \
+    --json "$out/miniworld_neighbours_500steps_age_ddim25_seed1.json" &
+for seed in 0 1; do
+    run --task objects --methods eap --splits 2 --steps 500 --seed $seed --set '{"lr": 6e-4, "ddim_steps": 25}' \
+        --json "$out/miniworld_objects_500steps_eap_ddim25$([ $seed = 0 ] || echo _seed$seed).json"
+done
+wait
+
 m=benchmarks/miniworld/results
 c() { python -m benchmarks.miniworld.compare_recipes "$@"; }
 seeds() { local IFS=,; echo "$*"; }
@@ -126,3 +146,16 @@ c "$(seeds "$out"/miniworld_neighbours_500steps{,_esd_seed1,_esd_seed2,_esd_seed
     "$(seeds "$out"/miniworld_neighbours_500steps_esd_ddim25_seed{0,1,2,3}.json)" --labels default-500,ddim25-500
 c "$(seeds "$out"/miniworld_neighbours_1000steps_esd{,_seed1,_seed2,_seed3}.json)" \
     "$(seeds "$out"/miniworld_neighbours_500steps{,_esd_seed1,_esd_seed2,_esd_seed3}.json)" --labels faithful-1000,default-500
+# AGE's noisiest 6 latents fresh against 11 (the joint step, then the alternating schedule), and EAP's five concepts.
+c "$(seeds "$out"/miniworld_neighbours_500steps_age_ddim25{,_seed1}.json)" \
+    "$(seeds "$out"/miniworld_neighbours_500steps_age_fresh5{,_seed1}.json)" --labels fresh11-500,fresh6-500
+c "$out/miniworld_neighbours_1000steps_age.json" "$out/miniworld_neighbours_500steps_age_fresh5.json" \
+    --labels faithful-1000,fresh6-500
+c "$(seeds "$out"/miniworld_objects_500steps_age_ddim25{,_seed1}.json)" \
+    "$(seeds "$out"/miniworld_objects_500steps_age_fresh5{,_seed1}.json)" --labels fresh11-500,fresh6-500
+c "$out/miniworld_objects_1000steps_age.json" "$(seeds "$out"/miniworld_objects_500steps_age_fresh5{,_seed1}.json)" \
+    --labels faithful-1000,fresh6-500
+c "$(seeds "$out"/miniworld_objects_1000steps_eap{,_seed1}.json)" \
+    "$(seeds "$out"/miniworld_objects_500steps_eap_ddim25{,_seed1}.json)" --labels faithful-1000,ddim25-500
+c "$(seeds "$out"/miniworld_objects_500steps_eap{,_seed1}.json)" \
+    "$(seeds "$out"/miniworld_objects_500steps_eap_ddim25{,_seed1}.json)" --labels default-500,ddim25-500

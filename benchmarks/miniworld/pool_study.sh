@@ -104,7 +104,8 @@ wait
 # AGE at the demo's 100 steps with the joint step on a pool re-sampled 16 times (seeds 0-2), and the alternating
 # schedule on that pool (seed 0): why `auto` keeps the search-only schedule for short runs.
 for seed in 0 1 2; do
-    run "${nb[@]}" --methods age --seed $seed --set '{"joint_step": true, "pool_refreshes": 16, "pool_search_only": false}' \
+    run "${nb[@]}" --methods age --seed $seed \
+        --set '{"joint_step": true, "pool_refreshes": 16, "pool_search_only": false, "pool_fresh_steps": 10}' \
         --json "$out/miniworld_neighbours_age_joint_pool2x16_seed$seed.json"
 done
 run "${nb[@]}" --methods age --set "$(pool 16 2 ', "pool_search_only": false')" --json "$out/miniworld_neighbours_age_pool_2x16_seed0.json"

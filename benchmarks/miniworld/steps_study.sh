@@ -40,16 +40,18 @@ run "${nb[@]}" --methods esd,eap --steps 500 --set '{"lr": 6e-4}' --json "$out/m
 # AGE's joint step on the pool re-sampled 16 times (its default for one concept in 256 steps or more; five concepts
 # in 500 steps keep the alternating schedule with the pool for the search only, the run above) and its parts, against
 # the faithful 1000 steps (objects, splits 1-2, seed 0). The runs before commit 437482c (the one above, pool2x4,
-# joint_pool2x4) sampled a fresh noisiest latent for the target prompt apart from the erased one's.
+# joint_pool2x4) sampled a fresh noisiest latent for the target prompt apart from the erased one's. The joint step's
+# runs here sampled the noisiest 11 latents fresh, its default then (`"pool_fresh_steps": 10`; 5 since).
 age() { run --task objects --methods age --splits 2 --steps 500 --set "{\"lr\": 6e-4$1}" --json "$out/miniworld_objects_500steps_age$2.json"; }
-age ', "joint_step": true' _joint &
+age ', "joint_step": true, "pool_fresh_steps": 10' _joint &
 age ', "joint_step": false, "pool_search_only": false, "pool_refreshes": 4' _pool2x4
 wait
-age ', "joint_step": true, "pool_refreshes": 4' _joint_pool2x4 &
+age ', "joint_step": true, "pool_refreshes": 4, "pool_fresh_steps": 10' _joint_pool2x4 &
 age ', "joint_step": true, "pool_fresh_steps": 0' _joint_pool2x16_f0
 wait
 run "${nb[@]}" --methods age --steps 1000 --set "$faithful" --json "$out/miniworld_neighbours_1000steps_age.json" &
-run "${nb[@]}" --methods age --steps 500 --set '{"lr": 6e-4}' --json "$out/miniworld_neighbours_500steps_age.json"
+run "${nb[@]}" --methods age --steps 500 --set '{"lr": 6e-4, "pool_fresh_steps": 10}' \
+    --json "$out/miniworld_neighbours_500steps_age.json"
 wait
 
 # ESD at 400 steps (lr 2.5e-4 on SD, the same Adam path length: 7.5e-4 here), tried as its default and not kept:

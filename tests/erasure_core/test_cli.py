@@ -104,6 +104,7 @@ def test_defaults_are_printed_from_the_table(capsys: pytest.CaptureFixture) -> N
     [
         *[("pool_refreshes", v, e) for v, e in [("auto", "auto"), ("AUTO", "auto"), ("3", 3), ("0", 0)]],
         *[("ddim_steps", v, e) for v, e in [("auto", "auto"), ("Auto", "auto"), ("25", 25)]],
+        *[("pool_fresh_steps", v, e) for v, e in [("auto", "auto"), ("5", 5)]],
     ],
 )
 def test_count_or_auto_options_take_either(option: str, value: str, expected: object) -> None:

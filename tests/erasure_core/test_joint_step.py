@@ -11,13 +11,14 @@ import torch
 from erasure_core import erase, make_config
 from erasure_core.backends.base import Conditioning
 from erasure_core.context import Draws, TrainingContext
+from erasure_core.defaults import AGE_ALTERNATING_FRESH_STEPS, AGE_JOINT_FRESH_STEPS
 from erasure_core.layers import select_modules
 from erasure_core.lora.adapter import inject_lora
 from erasure_core.methods import age
 from erasure_core.methods.search import sample_weights
 from erasure_core.sampling import timestep_at
 from erasure_core.trainer import _encode_prompts
-from tests.conftest import make_backend
+from tests.conftest import make_backend, trained_alike
 
 SEARCH = {"k_closest": 20, "num_centers": 6, "ddim_steps": 10, "audit_samples": 0}
 
@@ -114,3 +115,17 @@ def test_joint_step_costs_three_forwards_and_three_backwards_per_step_on_pooled_
     # The reference schedule: the parameter step's 1 + 2 forwards and 2 backwards, the logit step's 3 and 2.
     assert alternating.unet_evals == pool + 12 * 10
     assert all(torch.isfinite(torch.tensor(joint.losses)))
+
+
+def test_joint_step_auto_fresh_latents_train_exactly_as_their_resolved_count() -> None:
+    backend = make_backend("sd1", Path(tempfile.mkdtemp()))
+    settings = {**SEARCH, "steps": 12, "pool_refreshes": 1, "joint_step": True}
+
+    def run(**extra):
+        return erase(backend, make_config("age", erase=["cat"], **settings, **extra))
+
+    auto = run()
+    assert auto.report()["pool_fresh_steps"] == AGE_JOINT_FRESH_STEPS
+    assert trained_alike(auto, run(pool_fresh_steps=AGE_JOINT_FRESH_STEPS))
+    # The alternating schedule's count samples more of the noisiest latents fresh: more evaluations.
+    assert auto.unet_evals < run(pool_fresh_steps=AGE_ALTERNATING_FRESH_STEPS).unet_evals

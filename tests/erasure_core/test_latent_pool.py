@@ -11,11 +11,17 @@ import torch
 from erasure_core import erase, latent_pool, make_config
 from erasure_core.adversarial import gumbel_sample
 from erasure_core.backends.base import Conditioning
-from erasure_core.defaults import AGE_JOINT_REFRESHES, POOL_DDIM_STEPS, REFERENCE_DDIM_STEPS
+from erasure_core.defaults import (
+    AGE_ALTERNATING_FRESH_STEPS,
+    AGE_JOINT_FRESH_STEPS,
+    AGE_JOINT_REFRESHES,
+    POOL_DDIM_STEPS,
+    REFERENCE_DDIM_STEPS,
+)
 from erasure_core.errors import ConfigError
 from erasure_core.latent_pool import LatentPool, PoolPrompt
 from erasure_core.sampling import ddim_sample, full_path, timestep_at
-from tests.conftest import make_backend
+from tests.conftest import make_backend, trained_alike
 
 ALPHAS = torch.cumprod(1 - torch.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2, 0)
 SHAPE = (4, 6, 6)
@@ -352,6 +358,23 @@ def test_age_takes_the_joint_step_on_a_pool_re_sampled_16_times_only_in_long_eno
         make_config("age", erase=erase_, steps=steps, joint_step="sometimes")
 
 
+@pytest.mark.parametrize(("steps", "expected"), [(500, AGE_JOINT_FRESH_STEPS), (100, AGE_ALTERNATING_FRESH_STEPS)])
+def test_age_auto_fresh_latents_are_fewer_for_the_joint_step_than_for_the_alternating_schedule(
+    steps: int, expected: int
+) -> None:
+    config = make_config("age", erase=["cat"], steps=steps)
+    assert config.pool_fresh_steps == "auto" and config.resolved_pool_fresh_steps() == expected
+    assert config.resolved().pool_fresh_steps == expected  # a shortened part of the run keeps the whole run's choice
+    alternating = make_config("age", erase=["cat"], steps=steps, joint_step=False)
+    assert alternating.resolved_pool_fresh_steps() == AGE_ALTERNATING_FRESH_STEPS
+    assert make_config("age", erase=["cat"], steps=steps, pool_fresh_steps=3).resolved_pool_fresh_steps() == 3
+    for method in ("esd", "eap"):  # they take every latent from the pool, 'auto' or by default
+        assert make_config(method, erase=["cat"], steps=steps).resolved_pool_fresh_steps() == 0
+        assert make_config(method, erase=["cat"], pool_fresh_steps="auto").resolved_pool_fresh_steps() == 0
+    with pytest.raises(ConfigError, match="pool_fresh_steps"):
+        make_config("age", erase=["cat"], pool_fresh_steps="often")
+
+
 @pytest.mark.parametrize("value", ["sometimes", 2.5, True, -1])
 def test_pool_refreshes_rejects_anything_but_a_count_or_auto(value: object) -> None:
     from erasure_core.errors import ConfigError
@@ -364,11 +387,6 @@ def _train_esd(backend, erase_: list[str], **settings):
     return erase(backend, make_config("esd", erase=erase_, audit_samples=0, pool_trajectories=1, **settings))
 
 
-def _trained_alike(a, b) -> bool:
-    """The same UNet evaluations and bit-identical LoRA weights."""
-    return a.unet_evals == b.unet_evals and all(torch.equal(a.weights[k].up, b.weights[k].up) for k in a.weights)
-
-
 def test_auto_pool_trains_exactly_as_its_resolved_setting() -> None:
     backend = make_backend("sd1", Path(tempfile.mkdtemp()))
     settings = {"steps": 64, "ddim_steps": 16, "pool_fresh_steps": 0}
@@ -377,11 +395,9 @@ def test_auto_pool_trains_exactly_as_its_resolved_setting() -> None:
         return _train_esd(backend, erase_, **settings, **extra)
 
     one, pooled, fresh = run(["cat"]), run(["cat"], pool_refreshes=4), run(["cat"], pool_refreshes=0)
-    assert (
-        _trained_alike(one, pooled) and one.unet_evals < fresh.unet_evals
-    )  # 64 latents from 4 trajectories: the pool
+    assert trained_alike(one, pooled) and one.unet_evals < fresh.unet_evals  # 64 latents from 4 trajectories: the pool
     several = ["cat", "dog", "car", "tree", "house", "apple", "bird", "boat", "lamp"]  # 64 / 9 / 4 < 8: fresh
-    assert _trained_alike(run(several), run(several, pool_refreshes=0))
+    assert trained_alike(run(several), run(several, pool_refreshes=0))
 
 
 @pytest.mark.parametrize(
@@ -414,12 +430,12 @@ def test_esd_auto_schedule_trains_exactly_as_its_resolved_setting() -> None:
 
     pooled = run(["cat"], 32)  # 32 latents from 4 trajectories: the pool, on the short schedule
     assert pooled.report()["ddim_steps"] == POOL_DDIM_STEPS
-    assert _trained_alike(pooled, run(["cat"], 32, ddim_steps=POOL_DDIM_STEPS))
-    assert not _trained_alike(pooled, run(["cat"], 32, ddim_steps=REFERENCE_DDIM_STEPS))
+    assert trained_alike(pooled, run(["cat"], 32, ddim_steps=POOL_DDIM_STEPS))
+    assert not trained_alike(pooled, run(["cat"], 32, ddim_steps=REFERENCE_DDIM_STEPS))
     several = ["cat", "dog", "car", "tree", "house"]  # 6 / 5 / 4 < 8: fresh latents, on the reference's schedule
     fresh = run(several, 6)
     assert fresh.report()["ddim_steps"] == REFERENCE_DDIM_STEPS
-    assert _trained_alike(fresh, run(several, 6, ddim_steps=REFERENCE_DDIM_STEPS))
+    assert trained_alike(fresh, run(several, 6, ddim_steps=REFERENCE_DDIM_STEPS))
 
 
 def test_age_search_only_pool_samples_each_parameter_steps_latent_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
