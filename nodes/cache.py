@@ -40,7 +40,7 @@ def cache_key(
     payload = {
         "model": model_fingerprint,
         "text": text_fingerprint,
-        "settings": config.to_dict(),
+        "settings": config.resolved().to_dict(),  # an 'auto' is keyed by what it trains as
         "engine": __version__,
         **(extra or {}),
     }

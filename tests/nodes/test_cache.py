@@ -8,6 +8,7 @@ from .conftest import pack_module
 
 cache = pack_module("nodes.cache")
 make_config = pack_module("erasure_core.config").make_config
+defaults = pack_module("erasure_core.defaults")
 
 
 def test_key_depends_on_model_text_and_settings_only():
@@ -21,6 +22,24 @@ def test_key_depends_on_model_text_and_settings_only():
     assert key != cache.cache_key(
         "model-a", "text-a", make_config("esd", erase=("cat",), erase_weights=(2.0,), steps=10)
     )
+
+
+def test_key_follows_what_auto_settings_resolve_to():
+    """A LoRA cached under an 'auto' is the one its resolved settings train (tested in the engine to be identical),
+    so an engine whose 'auto' resolves differently does not reuse it."""
+    auto = make_config("age", erase=("cat",), steps=500)  # the joint step: 16 refreshes, the noisiest 6 fresh
+    key = cache.cache_key("m", "t", auto)
+    resolved_alike = make_config(
+        "age",
+        erase=("cat",),
+        steps=500,
+        joint_step=True,
+        pool_refreshes=defaults.AGE_JOINT_REFRESHES,
+        pool_fresh_steps=defaults.AGE_JOINT_FRESH_STEPS,
+    )
+    assert key == cache.cache_key("m", "t", resolved_alike)
+    other = make_config("age", erase=("cat",), steps=500, pool_fresh_steps=defaults.AGE_ALTERNATING_FRESH_STEPS)
+    assert key != cache.cache_key("m", "t", other)
 
 
 def test_text_fingerprint_follows_the_encodings():
