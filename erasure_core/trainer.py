@@ -70,7 +70,7 @@ class EraseResult:
             "steps": self.previous_steps + (c.steps if c.method != "uce" else 0),
             "base_model": self.base_model,
             "base_model_fingerprint": self.fingerprint,
-            "config": c.to_dict(),
+            "config": c.resolved().to_dict(),  # as trained: another engine version may resolve an 'auto' otherwise
             "resumed_from": self.resumed_from or "",
             "audit": self.audit.rows if self.audit else [],
             "losses": [float(f"{v:.5g}") for v in self.losses],

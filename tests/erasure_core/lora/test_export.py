@@ -39,6 +39,10 @@ def test_metadata_records_how_it_was_made(result, tmp_path: Path) -> None:
     assert info["found"]["cat"] and info["steps"] == 3 and info["base_model"] == "tiny-sd1"
     assert info["base_model_fingerprint"] == result.fingerprint and info["version"]
     assert info["config"]["k_closest"] == 10
+    # The settings as they trained, every 'auto' resolved (the pool is off for 3 steps), so the file reproduces
+    # its run under an engine whose 'auto' rules differ.
+    assert info["config"]["pool_refreshes"] == 0 and "auto" not in info["config"].values()
+    assert result.config.pool_refreshes == "auto"
 
 
 def test_reload_gives_the_same_tensors(result, tmp_path: Path) -> None:
