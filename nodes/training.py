@@ -20,9 +20,9 @@ from ..erasure_core import distance_cache
 from ..erasure_core.config import EraseConfig
 from ..erasure_core.errors import Cancelled
 from ..erasure_core.trainer import erase, export_lora
-from .cache import LoraCache, cache_key, tensors_fingerprint
+from ..erasure_core.frontend.cache import LoraCache, cache_key, tensors_fingerprint
 from .comfy_backend import ComfyBackend
-from .lora_info import describe, recorded_losses
+from ..erasure_core.frontend.lora_info import describe, recorded_losses
 from .runtime import ErasureLora, cache_folder, comfy_callbacks, read_lora_file
 
 logger = logging.getLogger(__name__)

@@ -2,9 +2,8 @@
 
 import json
 
-from .conftest import pack_module
 
-info = pack_module("nodes.lora_info")
+from erasure_core.frontend import lora_info as info
 
 
 def header(**fields):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from ..erasure_core.config import CONFIG_CLASSES, EraseConfig, make_config
-from ..erasure_core.defaults import DEFAULTS
-from ..erasure_core.errors import ConfigError
-from ..erasure_core.layers import LAYER_SETS
+from ..config import CONFIG_CLASSES, EraseConfig, make_config
+from ..defaults import DEFAULTS
+from ..errors import ConfigError
+from ..layers import LAYER_SETS
 from .concepts import ConceptList, build_concept_list
 
 METHODS = ("eap", "age", "esd", "uce")  # EAP first: the node's default

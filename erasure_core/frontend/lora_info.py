@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..erasure_core.lora.export import LoraFile
+from ..lora.export import LoraFile
 
 
 def erasure_info(metadata: Mapping[str, str]) -> dict[str, Any]:

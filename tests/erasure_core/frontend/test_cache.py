@@ -4,11 +4,10 @@ from pathlib import Path
 
 import torch
 
-from .conftest import pack_module
 
-cache = pack_module("nodes.cache")
-make_config = pack_module("erasure_core.config").make_config
-defaults = pack_module("erasure_core.defaults")
+from erasure_core.frontend import cache
+from erasure_core.config import make_config
+from erasure_core import defaults
 
 
 def test_key_depends_on_model_text_and_settings_only():

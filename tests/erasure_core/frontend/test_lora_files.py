@@ -4,10 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import pack_module
 
-files = pack_module("nodes.lora_files")
-ConfigError = pack_module("erasure_core.errors").ConfigError
+from erasure_core.frontend import lora_files as files
+from erasure_core.errors import ConfigError
 
 
 @pytest.mark.parametrize(

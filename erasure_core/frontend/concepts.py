@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..erasure_core.errors import ConfigError
+from ..errors import ConfigError
 
 _WEIGHTED_PAREN = re.compile(r"^\((?P<text>.+):\s*(?P<weight>[-+0-9.eE]+)\s*\)$")
 _WEIGHTED_SUFFIX = re.compile(r"^(?P<text>.*?)\s*:\s*(?P<weight>[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)$")

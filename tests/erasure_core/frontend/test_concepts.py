@@ -2,10 +2,9 @@
 
 import pytest
 
-from .conftest import pack_module
 
-concepts = pack_module("nodes.concepts")
-ConfigError = pack_module("erasure_core.errors").ConfigError
+from erasure_core.frontend import concepts
+from erasure_core.errors import ConfigError
 
 
 @pytest.mark.parametrize(

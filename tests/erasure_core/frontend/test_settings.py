@@ -2,12 +2,11 @@
 
 import pytest
 
-from .conftest import pack_module
 
-settings = pack_module("nodes.settings")
-concepts = pack_module("nodes.concepts")
-ConfigError = pack_module("erasure_core.errors").ConfigError
-DEFAULTS = pack_module("erasure_core.defaults").DEFAULTS
+from erasure_core.frontend import settings
+from erasure_core.frontend import concepts
+from erasure_core.errors import ConfigError
+from erasure_core.defaults import DEFAULTS
 
 
 def build(**overrides):

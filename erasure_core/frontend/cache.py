@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from ..erasure_core.config import EraseConfig
-from ..erasure_core.lora.export import LoraFile, load_lora
-from ..erasure_core.version import __version__
+from ..config import EraseConfig
+from ..lora.export import LoraFile, load_lora
+from ..version import __version__
 
 logger = logging.getLogger(__name__)
 

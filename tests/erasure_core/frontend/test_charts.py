@@ -1,12 +1,8 @@
-"""The audit chart draws one bar per probe, and the pack root imports without ComfyUI."""
+"""The audit chart draws one bar per probe prompt, in its role's colour."""
 
 import numpy as np
 
-from tests.pack import ROOT, load_pack
-
-from .conftest import pack_module
-
-charts = pack_module("nodes.charts")
+from erasure_core.frontend import charts
 
 
 def test_chart_has_one_bar_per_row_in_the_role_colour():
@@ -21,10 +17,3 @@ def test_chart_has_one_bar_per_row_in_the_role_colour():
     green = np.all(image == charts.ROLE_COLOURS["kept"], axis=-1).sum()
     blue = np.all(image == charts.ROLE_COLOURS["neighbour"], axis=-1).sum()
     assert red > 6 * green > 0 and blue == 0  # bars of 0.8 and 0.1 of the length; drift 0 draws nothing
-
-
-def test_pack_root_imports_without_comfyui_and_points_at_its_web_folder():
-    pack = load_pack()
-    assert callable(pack.comfy_entrypoint)
-    web = ROOT / pack.WEB_DIRECTORY
-    assert web.is_dir() and list(web.glob("*.js"))
