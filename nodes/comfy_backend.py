@@ -1,11 +1,8 @@
 """The engine's `Backend` over a ComfyUI MODEL (ModelPatcher) and CLIP: training on the model the user loaded.
 
 Facts this adapter relies on (hosts.md §2-3, checked against ComfyUI 0.3.64):
-- `apply_model(x, sigma, c_crossattn=..., y=...)` takes the k-diffusion input `x = x0 + sigma * eps` and returns
-  the denoised x0; a DDPM latent `x_t` is `x / sqrt(1 + sigma^2)`, and `eps = (x - denoised) / sigma` for every
-  parameterisation, so v-prediction models need nothing special here.
-- ComfyUI executes nodes under `torch.inference_mode()`, and the weights it loaded there are inference tensors,
-  which autograd cannot save. `make_autograd_safe` swaps them for ordinary tensors with the same values.
+- `apply_model(x, sigma, c_crossattn=..., y=...)` is a k-diffusion denoiser, and the weights ComfyUI loaded under
+  `torch.inference_mode()` are inference tensors: `erasure_core.backends.kdiffusion` handles both, for Forge too.
 - UNet module names are ldm paths (`input_blocks.1.1.transformer_blocks.0.attn2.to_k`), written as kohya keys
   directly (hosts.md §5.3: every loader accepts them).
 """
@@ -21,29 +18,11 @@ from torch import nn
 
 from ..erasure_core.backends.base import Conditioning, weights_fingerprint
 from ..erasure_core.backends.diffusers_backend import tokenizer_words
+from ..erasure_core.backends.kdiffusion import alphas_from_sigmas, eps_from_denoiser, make_autograd_safe
 from ..erasure_core.errors import ModelError
 from .architectures import model_architecture
 
 _ENCODE_BATCH = 64
-
-
-def make_autograd_safe(module: nn.Module) -> int:
-    """Replace inference-tensor parameters and buffers by ordinary copies (same values); returns how many.
-
-    Must run outside inference mode. One tensor is copied at a time, so the extra memory is one tensor's worth.
-    """
-    replaced = 0
-    with torch.inference_mode(False):
-        for sub in module.modules():
-            for name, param in list(sub.named_parameters(recurse=False)):
-                if param.is_inference():
-                    setattr(sub, name, nn.Parameter(param.detach().clone(), requires_grad=False))
-                    replaced += 1
-            for name, buf in list(sub.named_buffers(recurse=False)):
-                if buf is not None and buf.is_inference():
-                    sub._buffers[name] = buf.clone()
-                    replaced += 1
-    return replaced
 
 
 class ComfyBackend:
@@ -70,7 +49,7 @@ class ComfyBackend:
         self.dtype = self.base.get_dtype()
         sampling = self.base.model_sampling
         self.sigmas = sampling.sigmas.to(self.device, torch.float32)
-        self.alphas_cumprod = 1.0 / (1.0 + self.sigmas**2)
+        self.alphas_cumprod = alphas_from_sigmas(self.sigmas)
         self.transformer_options = dict(self.patcher.model_options.get("transformer_options", {}))
 
     def latent_shape(self, resolution: int | None = None) -> tuple[int, int, int]:
@@ -178,19 +157,21 @@ class ComfyBackend:
 
     # -- UNet ---------------------------------------------------------------------------------------------
     def predict_noise(self, x_t: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-        sigma = self.sigmas[timesteps.to(self.sigmas.device)].to(x_t.device)
-        scale = (sigma**2 + 1).sqrt()[:, None, None, None]
-        x = x_t * scale
         kwargs: dict[str, Any] = {}
         if self.arch == "sdxl":
             h, w = x_t.shape[-2] * 8, x_t.shape[-1] * 8
             kwargs["y"] = self.base.encode_adm(
                 pooled_output=cond.pooled, width=w, height=h, target_width=w, target_height=h
             ).to(x_t.device)
-        denoised = self.base.apply_model(
-            x, sigma, c_crossattn=cond.context, transformer_options=dict(self.transformer_options), **kwargs
+        return eps_from_denoiser(
+            self.base.apply_model,
+            self.sigmas,
+            x_t,
+            timesteps,
+            c_crossattn=cond.context,
+            transformer_options=dict(self.transformer_options),
+            **kwargs,
         )
-        return (x - denoised.to(x.dtype)) / sigma[:, None, None, None]
 
     def kohya_aliases(self) -> dict[str, str]:
         """Every kohya prefix ComfyUI maps to one of our layers (diffusers- and ldm-style names), from its key map."""

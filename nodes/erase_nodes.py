@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
-from ..erasure_core.layers import LAYER_SET_HELP
 from ..erasure_core.frontend.concepts import PRESETS, ConceptList, merge_presets
 from ..erasure_core.frontend.settings import LAYER_CHOICES, MAX_STEPS, METHODS, WIDGET_DEFAULTS, build_config
+from ..erasure_core.layers import LAYER_SET_HELP
 from .training import run_erasure
 
 Concepts = io.Custom("CONCEPTS")

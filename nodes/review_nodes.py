@@ -12,14 +12,14 @@ from comfy_api.latest import io, ui
 
 from ..erasure_core.config import EsdConfig, config_from_dict
 from ..erasure_core.errors import ConfigError
+from ..erasure_core.frontend.charts import audit_chart
+from ..erasure_core.frontend.concepts import ConceptList
+from ..erasure_core.frontend.lora_info import concepts_of, erasure_info
 from ..erasure_core.lora.export import lora_from_tensors
 from ..erasure_core.preview import image_grid
 from ..erasure_core.trainer import run_audit
-from ..erasure_core.frontend.charts import audit_chart
 from .comfy_backend import ComfyBackend
-from ..erasure_core.frontend.concepts import ConceptList
 from .erase_nodes import CATEGORY, Concepts, seed_input
-from ..erasure_core.frontend.lora_info import concepts_of, erasure_info
 from .runtime import to_image_batch, to_uint8
 
 MAX_PROMPTS = 16

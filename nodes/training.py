@@ -19,10 +19,10 @@ import torch
 from ..erasure_core import distance_cache
 from ..erasure_core.config import EraseConfig
 from ..erasure_core.errors import Cancelled
-from ..erasure_core.trainer import erase, export_lora
 from ..erasure_core.frontend.cache import LoraCache, cache_key, tensors_fingerprint
-from .comfy_backend import ComfyBackend
 from ..erasure_core.frontend.lora_info import describe, recorded_losses
+from ..erasure_core.trainer import erase, export_lora
+from .comfy_backend import ComfyBackend
 from .runtime import ErasureLora, cache_folder, comfy_callbacks, read_lora_file
 
 logger = logging.getLogger(__name__)

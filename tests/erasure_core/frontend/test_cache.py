@@ -4,10 +4,9 @@ from pathlib import Path
 
 import torch
 
-
-from erasure_core.frontend import cache
-from erasure_core.config import make_config
 from erasure_core import defaults
+from erasure_core.config import make_config
+from erasure_core.frontend import cache
 
 
 def test_key_depends_on_model_text_and_settings_only():

@@ -2,9 +2,8 @@
 
 import pytest
 
-
-from erasure_core.frontend import concepts
 from erasure_core.errors import ConfigError
+from erasure_core.frontend import concepts
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,8 @@ from pathlib import Path
 
 import pytest
 
-
-from erasure_core.frontend import lora_files as files
 from erasure_core.errors import ConfigError
+from erasure_core.frontend import lora_files as files
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 import json
 
-
 from erasure_core.frontend import lora_info as info
 
 

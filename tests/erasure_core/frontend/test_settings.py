@@ -2,11 +2,9 @@
 
 import pytest
 
-
-from erasure_core.frontend import settings
-from erasure_core.frontend import concepts
-from erasure_core.errors import ConfigError
 from erasure_core.defaults import DEFAULTS
+from erasure_core.errors import ConfigError
+from erasure_core.frontend import concepts, settings
 
 
 def build(**overrides):
