@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
+import torch
 from torch import nn
 
 from .errors import ConfigError, ModelError
@@ -28,9 +29,20 @@ _TIME_EMBEDDING_PARTS = ("time_embedding", "time_embed", "add_embedding", "label
 _CROSS_ATTENTION_PARTS = ("attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out")
 
 
+def is_linear_like(module: nn.Module) -> bool:
+    """A linear layer that is not an `nn.Linear`: Forge builds its UNet from its own `Linear(nn.Module)`, which keeps
+    `in_features`, `out_features` and a `[out, in]` weight. `inject_lora` registers such classes with peft."""
+    weight = getattr(module, "weight", None)
+    return (
+        not isinstance(module, nn.Linear)
+        and isinstance(weight, torch.Tensor)
+        and weight.shape == (getattr(module, "out_features", None), getattr(module, "in_features", None))
+    )
+
+
 def is_trainable_type(module: nn.Module) -> bool:
     """LoRA targets are linear and 2-D convolution layers (peft supports both, and so do kohya loaders)."""
-    return isinstance(module, (nn.Linear, nn.Conv2d))
+    return isinstance(module, (nn.Linear, nn.Conv2d)) or is_linear_like(module)
 
 
 def _in_set(name: str, layer_set: str) -> bool:

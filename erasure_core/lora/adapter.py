@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.lora import Linear as PeftLinear
 from peft.tuners.lora import LoraLayer
 from torch import nn
+
+from ..layers import is_linear_like
 
 ADAPTER_NAME = "erasure"
 
@@ -60,7 +64,12 @@ def inject_lora(
         lora_dropout=0.0,
         init_lora_weights=True,
     )
-    inject_adapter_in_model(config, unet, adapter_name=ADAPTER_NAME)
+    linear_like = {type(m) for name in module_names if is_linear_like(m := unet.get_submodule(name))}
+    if linear_like:  # peft wraps them as it wraps nn.Linear: it only needs in/out features and the weight
+        config._register_custom_module(dict.fromkeys(linear_like, PeftLinear))
+    with warnings.catch_warnings():  # peft warns about every class it was not built for, registered ones too
+        warnings.filterwarnings("ignore", message="Unsupported layer type")
+        inject_adapter_in_model(config, unet, adapter_name=ADAPTER_NAME)
     params: list[nn.Parameter] = []
     for layer in lora_layers(unet).values():
         for sub in (layer.lora_A[ADAPTER_NAME], layer.lora_B[ADAPTER_NAME]):
