@@ -42,6 +42,26 @@ def _opt(help: str, **meta: Any) -> Any:
     return field(default=None, metadata={"help": help, **meta})
 
 
+def _expected_kind(annotation: str, value: Any) -> str | None:
+    """What a scalar field's value should be when `value` is not that (None when it fits or is not a scalar).
+
+    Settings arrive as text from every front end (advanced boxes, JSON, the command line), so a word where a number
+    belongs is refused here instead of failing mid-run.
+    """
+    kinds = {k.strip() for k in annotation.split("|")} - {"None"}
+    if value is None or (value == AUTO and "str" in kinds) or not kinds <= {"int", "float", "bool", "str"}:
+        return None
+    if "bool" in kinds and isinstance(value, bool):
+        return None
+    if kinds & {"int", "float"} and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return None if "float" in kinds or isinstance(value, int) else "a whole number"
+    if "str" in kinds and isinstance(value, str):
+        return None
+    order = ("bool", "int", "float", "str")
+    names = {"bool": "true or false", "int": "a whole number", "float": "a number", "str": "a text"}
+    return " or ".join(names[k] for k in order if k in kinds and not (k == "int" and "float" in kinds))
+
+
 def normalize_concepts(values: Iterable[str] | str | None, what: str) -> tuple[str, ...]:
     """Strip, drop case-insensitive duplicates and reject empty entries ("erase" / "keep" name the list)."""
     if values is None:
@@ -179,6 +199,8 @@ class EraseConfig:
                 raise ConfigError(f"`{f.name}` is {value!r}; choose one of {', '.join(meta['choices'])}.")
             if meta.get("parse") is int_or_auto and not (value == AUTO or type(value) is int):
                 raise ConfigError(f"`{f.name}` is {value!r}; give a whole number or 'auto'.")
+            if (kind := _expected_kind(f.type, value)) is not None:
+                raise ConfigError(f"`{f.name}` is {value!r}; give {kind}.")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             if isinstance(value, float) and not math.isfinite(value):

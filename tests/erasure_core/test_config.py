@@ -66,6 +66,29 @@ def test_out_of_range_numbers_raise(field: str, value: float) -> None:
         make_config(method, erase=["cat"], **{field: value})
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("steps", "abc", "a whole number"),
+        ("steps", 2.5, "a whole number"),
+        ("lr", "fast", "a number"),
+        ("cuda_graphs", "yes", "true or false"),
+        ("anchor", 3, "a text"),
+        ("pool_refreshes", "many", "'auto'"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_says_what_to_give(field: str, value, says: str) -> None:
+    """Settings arrive as text from advanced boxes, JSON and the command line: a word where a number belongs is
+    refused before the run, not in the middle of it."""
+    with pytest.raises(ConfigError, match=f"`{field}` is .*give .*{says}"):
+        make_config("eap", erase=["cat"], **{field: value})
+
+
+def test_values_of_the_right_kind_pass() -> None:
+    config = make_config("age", erase=["cat"], lr=1, steps=3, pool_refreshes="auto", joint_step=True, anchor="dog")
+    assert config.lr == 1 and config.joint_step is True
+
+
 def test_uce_refuses_layers_it_cannot_edit() -> None:
     with pytest.raises(ConfigError, match="xattn-kv"):
         UceConfig(erase=["cat"], layers="noxattn")
