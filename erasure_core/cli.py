@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from . import jsonsafe
 from .callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
 from .config import CONFIG_CLASSES, EraseConfig, make_config, method_defaults
 from .defaults import DEMO_OVERRIDES
@@ -143,7 +144,7 @@ def _config_from_args(args: argparse.Namespace) -> EraseConfig:
 
 def _write_json(path: str, data: dict[str, Any]) -> None:
     tmp = Path(path + ".partial")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.write_text(jsonsafe.dumps(data, indent=2, default=str))
     os.replace(tmp, path)
 
 

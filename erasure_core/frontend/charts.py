@@ -1,4 +1,5 @@
-"""Pictures of an audit: one bar per probe prompt, so users see at a glance what the erasure touched."""
+"""Pictures of a run: the audit as one bar per probe prompt, so users see at a glance what the erasure touched, and
+the training loss curve."""
 
 from __future__ import annotations
 
@@ -36,4 +37,40 @@ def audit_chart(rows: list[dict[str, Any]], width: int = 640) -> np.ndarray:
         if filled:
             draw.rectangle([label_w, y, label_w + filled, y + bar_h], fill=ROLE_COLOURS.get(row["role"], (90, 90, 90)))
         draw.text((label_w + span + 6, y + 3), f"{value:.2f}", fill="black")
+    return np.asarray(image)
+
+
+def loss_chart(losses: list[float], width: int = 480, height: int = 220) -> np.ndarray:
+    """An RGB uint8 image of the training loss per step, with its moving average over about 5% of the run.
+
+    The y axis spans the smoothed curve's range (with a margin), so a few noisy steps do not flatten it.
+    """
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    left, top, right, bottom = 52, 22, width - 10, height - 22
+    values = np.asarray(losses, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    draw.text((8, 4), f"training loss ({len(losses)} steps)", fill="black")
+    draw.rectangle([left, top, right, bottom], outline=(200, 200, 200))
+    if values.size < 2:
+        return np.asarray(image)
+    window = max(1, values.size // 20)
+    smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+    low, high = float(smooth.min()), float(smooth.max())
+    margin = (high - low) * 0.1 or abs(high) * 0.1 or 1.0
+    low, high = low - margin, high + margin
+
+    def points(series: np.ndarray, offset: int) -> list[tuple[float, float]]:
+        xs = left + (np.arange(series.size) + offset) * (right - left) / max(1, values.size - 1)
+        ys = bottom - (np.clip(series, low, high) - low) * (bottom - top) / (high - low)
+        return list(zip(xs.tolist(), ys.tolist(), strict=True))
+
+    draw.line(points(values, 0), fill=(190, 200, 225), width=1)
+    draw.line(points(smooth, window - 1), fill=(40, 80, 170), width=2)
+    draw.text((4, top - 4), f"{high:.3g}", fill="black")
+    draw.text((4, bottom - 8), f"{low:.3g}", fill="black")
+    draw.text((left, bottom + 4), "1", fill="black")
+    draw.text((right - 30, bottom + 4), str(len(losses)), fill="black")
     return np.asarray(image)

@@ -29,9 +29,14 @@ def describe(metadata: Mapping[str, str]) -> str:
     if rows:
         lines += ["", f"{'prompt':<28} {'role':<9} {'erasure':>7} {'drift':>6}"]
         for r in rows:
-            erasure = f"{r['erasure']:.2f}" if "erasure" in r else "-"
-            lines.append(f"{r['prompt'][:28]:<28} {r['role']:<9} {erasure:>7} {r['drift']:>6.2f}")
+            erasure = _number(r["erasure"]) if "erasure" in r else "-"
+            lines.append(f"{r['prompt'][:28]:<28} {r['role']:<9} {erasure:>7} {_number(r.get('drift')):>6}")
     return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    """An audit value as stored: null where the model's predictions were not finite."""
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def recorded_losses(metadata: Mapping[str, str]) -> list[float]:

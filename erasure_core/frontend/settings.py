@@ -1,8 +1,9 @@
-"""Erase Concept's widgets → an engine config. Host-free, so CI checks the validation without ComfyUI."""
+"""The Erase Concept form (ComfyUI node, A1111 tab, HTTP route) → an engine config. Host-free, so CI checks it."""
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from typing import Any
 
 from ..config import CONFIG_CLASSES, EraseConfig, make_config
@@ -52,9 +53,12 @@ def build_config(
     lr: float,
     rank: int,
     seed: int,
-    advanced: str = "",
+    advanced: str | Mapping[str, Any] = "",
 ) -> EraseConfig:
-    """Combine a CONCEPTS input (if connected) with the node's own text boxes, and the settings."""
+    """Combine a CONCEPTS input (if connected) with the form's own text boxes, and the settings.
+
+    `advanced` holds every other engine setting: `name = value` lines (a text box) or a mapping (JSON).
+    """
     if method not in CONFIG_CLASSES:
         raise ConfigError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     if not 1 <= int(steps) <= MAX_STEPS:
@@ -72,7 +76,7 @@ def build_config(
         settings["layers"] = layers
     if method == "uce":  # a closed-form edit: no steps, lr or seed; its rank comes from the SVD
         settings = {"seed": int(seed)}
-    settings.update(parse_advanced(advanced))
+    settings.update(parse_advanced(advanced) if isinstance(advanced, str) else dict(advanced))
     for fixed in ("erase", "keep", "erase_weights", "keep_weights"):
         if fixed in settings:
             raise ConfigError(f"'{fixed}' cannot be set in the advanced box; use the concept lists.")

@@ -20,6 +20,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .. import jsonsafe
 from ..errors import ModelError
 from ..version import __version__
 from .adapter import LoraTensors, LoraWeights
@@ -104,7 +105,7 @@ def build_metadata(
         META_PREFIX + "arch": arch,
     }
     for key, value in info.items():
-        meta[META_PREFIX + key] = value if isinstance(value, str) else json.dumps(value)
+        meta[META_PREFIX + key] = value if isinstance(value, str) else jsonsafe.dumps(value)
     return meta
 
 

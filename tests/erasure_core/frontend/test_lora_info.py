@@ -31,3 +31,10 @@ def test_other_loras_and_losses():
     assert info.recorded_losses(header(losses=[0.5, 0.25])) == [0.5, 0.25]
     assert info.recorded_losses({}) == []
     assert info.concepts_of(header(erased=["a"], kept=["b", "c"])) == ["a", "b", "c"]
+
+
+def test_an_audit_of_non_finite_predictions_reads_as_not_available():
+    meta = header(
+        method="esd", erased=["cat"], audit=[{"prompt": "cat", "role": "erased", "erasure": None, "drift": None}]
+    )
+    assert "n/a" in info.describe(meta)
