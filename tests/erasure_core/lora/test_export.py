@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,17 @@ def test_overwrite_is_atomic(result, tmp_path: Path) -> None:
     path.write_bytes(b"old")
     export_lora(result, path)
     assert load_lora(path).weights and not (tmp_path / "x.safetensors.partial").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_the_file_gets_the_users_usual_permissions(result, tmp_path: Path, umask: int) -> None:
+    """Readable by the other user that runs a shared WebUI or ComfyUI, as a plain write would be (not 0600)."""
+    old = os.umask(umask)
+    try:
+        path = export_lora(result, tmp_path / "shared.safetensors")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_wrong_suffix_raises(result, tmp_path: Path) -> None:
