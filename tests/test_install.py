@@ -121,3 +121,37 @@ def test_outside_a_webui_it_runs_quietly_and_imports_no_webui_module(tmp_path: P
     result = _run(tmp_path, launch_source)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
+
+
+WEBUI_PROVIDES = {"torch", "PIL", "gradio", "fastapi", "modules", "backend", "networks", "open_clip"}
+IMPORT_NAMES = {"PIL": "pillow"}  # import name -> distribution, where they differ
+
+
+def _imported_names(path: Path, module_level_only: bool) -> set[str]:
+    """Top-level names of the absolute imports in a file (module level, or everywhere)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if module_level_only else list(ast.walk(tree))
+    names = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_webui_needs_names_every_package_the_webui_path_imports_beyond_the_webui() -> None:
+    """What install.py installs in A1111/Forge covers what the adapter and the engine modules it loads import."""
+    code = "import sys, a1111.jobs, a1111.backend; print('\\n'.join(m.__file__ for m in list(sys.modules.values()) if getattr(m, '__file__', None)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    ours = [Path(f) for f in out.stdout.split() if Path(f).is_relative_to(ROOT)]
+    assert any(p.name == "trainer.py" for p in ours)
+    names = set()
+    for path in ours:
+        names |= _imported_names(path, module_level_only=path.parts[len(ROOT.parts)] != "a1111")
+    for path in (ROOT / "a1111").glob("*.py"):  # the tab, the routes and the WebUI glue too, lazy imports included
+        names |= _imported_names(path, module_level_only=False)
+    third_party = names - set(sys.stdlib_module_names) - {"erasure_core", "a1111", "__future__"} - WEBUI_PROVIDES
+    assert {IMPORT_NAMES.get(n, n) for n in third_party} <= install.WEBUI_NEEDS

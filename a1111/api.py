@@ -1,0 +1,82 @@
+"""HTTP routes beside the WebUI's own API, for scripts, bots and tests (registered when the WebUI runs with --api):
+
+    GET  /concept-erasure/v1/methods   the methods with their defaults, the layer sets, presets and request fields
+    POST /concept-erasure/v1/erase     the tab's fields as JSON; answers the LoRA's name and path, audit and timings
+
+An erasure holds the WebUI's GPU queue like a generation and reports through `/sdapi/v1/progress`;
+`/sdapi/v1/interrupt` stops it. Errors answer a JSON `detail` that says what to fix: bad input 422, another erasure
+running or an interrupted one 409, out of memory 503. `--api-auth` protects these routes as it does the WebUI's.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import secrets
+from typing import Any
+
+from fastapi import Body, Depends, FastAPI, HTTPException
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+from erasure_core.errors import Cancelled, ConfigError, ErasureError, ModelError, NumericalError, ResourceError
+from erasure_core.jsonsafe import json_safe
+
+from .host import WebUIHost, api_credentials, api_enabled, webui_job
+from .jobs import Busy, exclusive_run, method_info, parse_request, run_job
+
+PREFIX = "/concept-erasure/v1"
+STATUS = {ConfigError: 422, ModelError: 422, NumericalError: 422, Busy: 409, Cancelled: 409, ResourceError: 503}
+
+
+def status_of(error: ErasureError) -> int:
+    return next((code for kind, code in STATUS.items() if isinstance(error, kind)), 500)
+
+
+def error_response(error: ErasureError) -> JSONResponse:
+    return JSONResponse({"error": type(error).__name__, "detail": str(error)}, status_code=status_of(error))
+
+
+def get_methods() -> dict[str, Any]:
+    return method_info()
+
+
+def post_erase(body: Any = Body(...)) -> JSONResponse:  # noqa: B008 - FastAPI's way to take the raw JSON body
+    """Run one erasure on the loaded model; the answer comes when the LoRA is saved (minutes on a GPU)."""
+    try:
+        request = parse_request(body)
+        with exclusive_run(), webui_job():
+            job = run_job(request, WebUIHost())
+    except ErasureError as exc:
+        return error_response(exc)
+    answer = job.to_dict()
+    if job.grid is not None:
+        buffer = io.BytesIO()
+        job.grid.save(buffer, format="PNG")
+        answer["preview"] = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return JSONResponse(json_safe(answer))
+
+
+def _require_credentials(credentials: dict[str, str]):
+    security = HTTPBasic()
+
+    def check(given: HTTPBasicCredentials = Depends(security)) -> None:  # noqa: B008 - FastAPI dependency
+        expected = credentials.get(given.username)
+        if expected is None or not secrets.compare_digest(given.password, expected):
+            raise HTTPException(
+                status_code=401, detail="Incorrect username or password", headers={"WWW-Authenticate": "Basic"}
+            )
+
+    return check
+
+
+def register(app: FastAPI, credentials: dict[str, str] | None = None) -> None:
+    dependencies = [Depends(_require_credentials(credentials))] if credentials else []
+    app.add_api_route(f"{PREFIX}/methods", get_methods, methods=["GET"], dependencies=dependencies)
+    app.add_api_route(f"{PREFIX}/erase", post_erase, methods=["POST"], dependencies=dependencies)
+
+
+def on_app_started(_demo: Any, app: FastAPI) -> None:
+    """`script_callbacks.on_app_started`: the routes exist where the WebUI's own API does."""
+    if api_enabled():
+        register(app, api_credentials())

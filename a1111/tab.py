@@ -1,0 +1,197 @@
+"""The "Erase Concept" tab: the same form as ComfyUI's Erase Concept node, run through the WebUI's GPU queue with its
+progress bar (ETA, live loss curve, the concept being found) and its Interrupt, ending in the audit table and a
+before/after grid drawn with the WebUI's txt2img. Plain gradio components only: A1111 ships gradio 3.41, Forge 4.40.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import gradio as gr
+from modules import progress, shared
+from modules.call_queue import wrap_gradio_gpu_call
+
+from erasure_core.defaults import DEFAULTS
+from erasure_core.errors import ErasureError
+from erasure_core.frontend.charts import audit_chart, loss_chart
+from erasure_core.frontend.concepts import PRESETS
+from erasure_core.frontend.settings import LAYER_CHOICES, MAX_STEPS, METHODS
+from erasure_core.layers import LAYER_SET_HELP
+
+from .host import WebUIHost
+from .jobs import FIELDS, ErasureRequest, JobResult, exclusive_run, parse_form, run_job
+
+TITLE = "Erase Concept"
+ELEM = "concept_erasure"
+# The tab's inputs after the task id, in order: each is a field of jobs.parse_request.
+INPUTS = (
+    "preset",
+    "erase",
+    "keep",
+    "method",
+    "layers",
+    "steps",
+    "lr",
+    "rank",
+    "seed",
+    "name",
+    "overwrite",
+    "preview",
+    "preview_size",
+    "settings",
+)
+
+
+def results_html(job: JobResult) -> str:
+    r = job.result
+    lines = [
+        f"<p>Saved <b>{html.escape(job.path.name)}</b> in {html.escape(str(job.path.parent))}. "
+        f"Use it in a prompt as <code>{html.escape(job.prompt_tag)}</code>.</p>",
+        f"<p>{r.config.method.upper()}: erased {html.escape(', '.join(r.config.erase))}"
+        + (f"; kept {html.escape(', '.join(r.config.keep))}" if r.config.keep else "")
+        + f". Training {job.timings.get('training_s', 0):.1f} s, {r.unet_evals} UNet evaluations"
+        + (f", preview {job.timings['preview_s']:.1f} s" if "preview_s" in job.timings else "")
+        + ".</p>",
+    ]
+    for concept, words in r.found.items():
+        lines.append(f"<p>Nearby concepts of '{html.escape(concept)}': {html.escape(', '.join(words[:8]))}</p>")
+    if job.preview_error:
+        lines.append(f"<p class='error'>{html.escape(job.preview_error)}</p>")
+    if r.audit and r.audit.rows:
+        cells = "".join(_audit_row(row) for row in r.audit.rows)
+        lines.append(
+            "<table><thead><tr><th>prompt</th><th>role</th><th>erasure</th><th>drift</th></tr></thead>"
+            f"<tbody>{cells}</tbody></table>"
+            "<p>Erasure: how far the erased prompt moved to the method's target (1 = all the way). Drift: how much "
+            "the other prompts changed, relative to what the prompt itself does (0 = untouched).</p>"
+        )
+    return "\n".join(lines)
+
+
+def _audit_row(row: dict[str, Any]) -> str:
+    erasure = f"{row['erasure']:.2f}" if "erasure" in row else "-"
+    return (
+        f"<tr><td>{html.escape(row['prompt'])}</td><td>{row['role']}</td><td>{erasure}</td>"
+        f"<td>{row['drift']:.2f}</td></tr>"
+    )
+
+
+def gallery_of(job: JobResult) -> list[tuple[Any, str]]:
+    from PIL import Image
+
+    items = []
+    if job.grid is not None:
+        items.append((job.grid, "before / after"))
+    if job.result.losses:
+        items.append((Image.fromarray(loss_chart(job.result.losses)), "training loss"))
+    if job.result.audit and job.result.audit.rows:
+        items.append((Image.fromarray(audit_chart(job.result.audit.rows)), "audit"))
+    return items
+
+
+def error_html(error: Exception) -> str:
+    return f"<p class='error'>{html.escape(str(error))}</p>"
+
+
+def _run(id_task: str, request: ErasureRequest) -> tuple[list, str]:
+    try:
+        job = run_job(request, WebUIHost())
+    except ErasureError as exc:  # a message for the user, not a traceback
+        return [], error_html(exc)
+    return gallery_of(job), results_html(job)
+
+
+_run_in_queue = wrap_gradio_gpu_call(_run, extra_outputs=[[]])
+
+
+def start(id_task: str, *values: Any) -> tuple[list, str]:
+    """Start pressed: check the form at once, refuse a second run, then wait for the GPU queue and train."""
+    try:
+        request = parse_form(dict(zip(INPUTS, values, strict=True)))
+        with exclusive_run():
+            return _run_in_queue(id_task, request)
+    except ErasureError as exc:
+        progress.finish_task(id_task)  # ends the progress bar the page started for this click
+        return [], error_html(exc)
+
+
+def method_changed(method: str) -> tuple[Any, Any, Any]:
+    defaults = DEFAULTS[method]
+    trained = method != "uce"
+    return (
+        gr.update(value=defaults["steps"], interactive=trained),
+        gr.update(value=defaults["lr"], interactive=trained),
+        gr.update(value=defaults["rank"], interactive=trained),
+    )
+
+
+def preset_chosen(preset: str) -> tuple[Any, Any]:
+    if preset == "custom":
+        return gr.update(), gr.update()
+    erase, keep = PRESETS[preset]
+    return gr.update(value=erase), gr.update(value=keep)
+
+
+def build() -> gr.Blocks:
+    defaults = DEFAULTS["eap"]
+    with gr.Blocks(analytics_enabled=False) as blocks:
+        with gr.Row():
+            with gr.Column(scale=1):
+                preset = gr.Dropdown(choices=list(PRESETS), value="custom", label="Preset", elem_id=f"{ELEM}_preset")
+                erase = gr.Textbox(
+                    lines=4,
+                    label="Erase (one concept per line; 'concept: 1.5' or '(concept:1.5)' sets a weight)",
+                    placeholder="Van Gogh",
+                    elem_id=f"{ELEM}_erase",
+                )
+                keep = gr.Textbox(lines=3, label="Keep (optional, one per line)", elem_id=f"{ELEM}_keep")
+                with gr.Row():
+                    method = gr.Dropdown(choices=list(METHODS), value="eap", label="Method", elem_id=f"{ELEM}_method")
+                    layers = gr.Dropdown(
+                        choices=list(LAYER_CHOICES),
+                        value="method default",
+                        label="Layers",
+                        info="; ".join(f"{k}: {v}" for k, v in LAYER_SET_HELP.items()),
+                        elem_id=f"{ELEM}_layers",
+                    )
+                with gr.Row():
+                    steps = gr.Number(value=defaults["steps"], precision=0, label=f"Steps (1-{MAX_STEPS})")
+                    lr = gr.Number(value=defaults["lr"], label="Learning rate")
+                    rank = gr.Number(value=defaults["rank"], precision=0, label="Rank")
+                    seed = gr.Number(value=defaults["seed"], precision=0, label="Seed")
+                with gr.Row():
+                    name = gr.Textbox(label="LoRA name", placeholder="erased-<concept>", elem_id=f"{ELEM}_name")
+                    overwrite = gr.Checkbox(value=False, label="Overwrite a LoRA of that name")
+                with gr.Row():
+                    preview = gr.Checkbox(value=True, label="Before/after grid (txt2img)")
+                    preview_size = gr.Number(value=0, precision=0, label="Grid image size (0 = the model's)")
+                with gr.Accordion("Advanced settings", open=False):
+                    settings = gr.Textbox(
+                        lines=6,
+                        label="Other engine settings, one 'name = value' per line",
+                        placeholder="negative_guidance = 2\nanchor = painting",
+                        info=FIELDS["settings"].help,
+                    )
+                with gr.Row():
+                    submit = gr.Button("Start", variant="primary", elem_id=f"{ELEM}_start")
+                    interrupt = gr.Button("Interrupt", elem_id=f"{ELEM}_interrupt")
+            with gr.Column(scale=1, elem_id=f"{ELEM}_results"):
+                gallery = gr.Gallery(label="Loss, audit and before/after", elem_id=f"{ELEM}_gallery")
+                status = gr.HTML(elem_id=f"{ELEM}_status")
+        task_id = gr.Textbox(visible=False)
+        fields = [preset, erase, keep, method, layers, steps, lr, rank, seed, name, overwrite, preview]
+        submit.click(
+            fn=start,
+            _js="concept_erasure_submit",
+            inputs=[task_id, *fields, preview_size, settings],
+            outputs=[gallery, status],
+        )
+        interrupt.click(fn=lambda: shared.state.interrupt(), inputs=[], outputs=[])
+        method.change(fn=method_changed, inputs=[method], outputs=[steps, lr, rank])
+        preset.change(fn=preset_chosen, inputs=[preset], outputs=[erase, keep])
+    return blocks
+
+
+def on_ui_tabs() -> list[tuple[gr.Blocks, str, str]]:
+    return [(build(), TITLE, ELEM)]

@@ -1,0 +1,106 @@
+"""The /concept-erasure/v1 routes on a fake WebUI, through FastAPI as the WebUI serves them."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")  # FastAPI's test client
+
+from fastapi import FastAPI  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from .conftest import FakeWebUI  # noqa: E402
+
+FAST = {"resolution": 64, "ddim_steps": 4, "audit_samples": 1, "audit_ddim_steps": 4}
+URL = "/concept-erasure/v1"
+
+
+def client(credentials: dict[str, str] | None = None) -> TestClient:
+    from a1111 import api
+
+    app = FastAPI()
+    api.register(app, credentials)
+    return TestClient(app)
+
+
+def test_methods_list_every_method_with_its_defaults_and_the_request_fields(webui: FakeWebUI) -> None:
+    answer = client().get(f"{URL}/methods").json()
+    assert answer["default"] == "eap" and set(answer["methods"]) == {"eap", "age", "esd", "uce"}
+    assert answer["methods"]["esd"]["steps"] == 500 and "famous painters" in answer["presets"]
+    assert {"erase", "keep", "method", "steps", "name", "settings", "preview"} <= set(answer["fields"])
+
+
+def test_an_erasure_answers_the_loras_name_path_audit_and_timings(webui: FakeWebUI) -> None:
+    body = {"erase": ["cat"], "keep": ["dog"], "method": "esd", "steps": 2, "name": "no-cat", "settings": FAST}
+    response = client().post(f"{URL}/erase", json={**body, "preview": True, "preview_size": 64, "preview_steps": 2})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["name"] == "no-cat" and answer["prompt"] == "<lora:no-cat:1>"
+    assert answer["path"] == str(webui.lora_dir / "no-cat.safetensors")
+    assert [row["role"] for row in answer["audit"]["rows"]] == ["erased", "kept"]
+    assert {"training_s", "save_s", "preview_s", "total_s"} <= set(answer["timings"])
+    assert Image.open(io.BytesIO(base64.b64decode(answer["preview"]))).size[1] > 64
+    assert webui.state.begun == webui.state.ended == 1  # held the WebUI's queue and progress state
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"erase": []}, "empty"),
+        ({"erase": ["cat"], "keep": ["cat"]}, "both erased and kept"),
+        ({"erase": ["cat"], "name": "../../escape"}, "leave the loras folder"),
+        ({"erase": ["cat"], "step": 5}, "Unknown field"),
+        ("not an object", "JSON object"),
+    ],
+)
+def test_bad_input_is_422_with_what_to_fix_and_writes_nothing(webui: FakeWebUI, body, says: str) -> None:
+    response = client().post(f"{URL}/erase", json=body)
+    assert response.status_code == 422 and says in response.json()["detail"]
+    assert not webui.lora_dir.exists() and webui.state.begun == 0
+
+
+def test_no_model_loaded_is_422(webui: FakeWebUI) -> None:
+    webui.load(None)
+    response = client().post(f"{URL}/erase", json={"erase": ["cat"], "method": "esd", "steps": 1})
+    assert response.status_code == 422 and "No model is loaded" in response.json()["detail"]
+
+
+def test_a_second_erasure_while_one_runs_is_409_at_once(webui: FakeWebUI) -> None:
+    from a1111.jobs import exclusive_run
+
+    with exclusive_run():
+        response = client().post(f"{URL}/erase", json={"erase": ["cat"]})
+    assert response.status_code == 409 and "Another concept erasure is running" in response.json()["detail"]
+
+
+def test_an_interrupted_erasure_is_409_and_writes_nothing(webui: FakeWebUI) -> None:
+    webui.state.interrupt_at = 1
+    body = {"erase": ["cat"], "method": "esd", "steps": 4, "name": "no-cat", "settings": FAST}
+    response = client().post(f"{URL}/erase", json=body)
+    assert response.status_code == 409 and "cancelled at step 1" in response.json()["detail"]
+    assert not (webui.lora_dir / "no-cat.safetensors").exists()
+
+
+def test_api_auth_protects_the_routes_as_it_does_the_webuis(webui: FakeWebUI) -> None:
+    guarded = client({"alice": "secret"})
+    assert guarded.get(f"{URL}/methods").status_code == 401
+    assert guarded.get(f"{URL}/methods", auth=("alice", "wrong")).status_code == 401
+    assert guarded.get(f"{URL}/methods", auth=("alice", "secret")).status_code == 200
+
+
+def test_routes_exist_only_where_the_webuis_api_does(webui: FakeWebUI) -> None:
+    from a1111 import api
+
+    webui.shared.cmd_opts.api_auth = "alice:secret,bob:pw"
+    app = FastAPI()
+    api.on_app_started(None, app)
+    assert TestClient(app).get(f"{URL}/methods", auth=("bob", "pw")).status_code == 200
+    webui.shared.cmd_opts.api = False
+    quiet = FastAPI()
+    api.on_app_started(None, quiet)
+    assert TestClient(quiet).get(f"{URL}/methods").status_code == 404
