@@ -22,7 +22,12 @@ from torch import nn
 
 from erasure_core.backends.base import Conditioning, weights_fingerprint
 from erasure_core.backends.diffusers_backend import tokenizer_words
-from erasure_core.backends.kdiffusion import alphas_from_sigmas, eps_from_denoiser, make_autograd_safe
+from erasure_core.backends.kdiffusion import (
+    alphas_from_sigmas,
+    eps_from_denoiser,
+    make_autograd_safe,
+    saved_activations_copied,
+)
 from erasure_core.errors import ModelError
 
 SDXL_POOLED_WIDTH = 1280  # CLIP-G's pooled text opens SDXL's ADM vector; the rest encodes image sizes
@@ -267,9 +272,12 @@ class ForgeBackend(WebUIBackend):
 
     def predict_noise(self, x_t: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         kwargs = {"y": self._adm(cond, x_t)} if self.arch == "sdxl" else {}
-        return eps_from_denoiser(
-            self.kmodel.apply_model, self.sigmas, x_t, timesteps, c_crossattn=cond.context, **kwargs
-        )
+        # Forge's transformer blocks add to activations in place; a forward that will be differentiated keeps copies
+        copies = saved_activations_copied() if torch.is_grad_enabled() else contextlib.nullcontext()
+        with copies:
+            return eps_from_denoiser(
+                self.kmodel.apply_model, self.sigmas, x_t, timesteps, c_crossattn=cond.context, **kwargs
+            )
 
 
 def is_forge(sd_model: Any) -> bool:

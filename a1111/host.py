@@ -15,6 +15,7 @@ from typing import Any
 from modules import devices, shared
 
 from erasure_core.callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
+from erasure_core.errors import ModelError
 from erasure_core.frontend.charts import loss_chart
 
 from .backend import is_forge
@@ -28,6 +29,15 @@ class WebUIHost:
     """The `jobs.Host` of a running WebUI."""
 
     def sd_model(self) -> Any:
+        """The loaded model; Forge loads the checkpoint chosen in the UI on first use, as its generations do."""
+        from modules import sd_models
+
+        reload = getattr(sd_models, "forge_model_reload", None)
+        if reload is not None:
+            try:
+                reload()
+            except ValueError as exc:  # Forge: "You do not have any model! ..."
+                raise ModelError(f"Forge could not load a checkpoint: {exc}") from exc
         return shared.sd_model
 
     def lora_folder(self) -> Path:

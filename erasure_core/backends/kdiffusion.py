@@ -7,12 +7,14 @@ and `eps = (x - denoised) / sigma` for every parameterisation, v-prediction incl
 
 Both hosts also build or load their weights under `torch.inference_mode()`, and autograd cannot save inference
 tensors for the backward pass through frozen layers (hosts.md §2.5): `make_autograd_safe` swaps them for ordinary
-tensors with the same values.
+tensors with the same values. Forge's UNet, written for sampling only, also adds to activations in place
+(`x += n`) after a layer saved them for its backward pass; `saved_activations_copied` keeps those copies intact.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -36,6 +38,19 @@ def make_autograd_safe(module: nn.Module) -> int:
                     sub._buffers[name] = buf.clone()
                     replaced += 1
     return replaced
+
+
+@contextlib.contextmanager
+def saved_activations_copied() -> Iterator[None]:
+    """Autograd keeps a copy of every tensor it saves for the backward pass, except parameters (the frozen weights,
+    which nothing modifies), so a forward that modifies activations in place afterwards still differentiates
+    exactly. Costs about one more copy of the saved activations."""
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor if isinstance(tensor, nn.Parameter) else tensor.clone()
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        yield
 
 
 def alphas_from_sigmas(sigmas: torch.Tensor) -> torch.Tensor:

@@ -113,10 +113,11 @@ def webui(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeWebUI:
         return SimpleNamespace(images=[Image.new("RGB", (p.width, p.height), c) for c in colour])
 
     processing = _module("modules.processing", StableDiffusionProcessingTxt2Img=Txt2Img, process_images=process_images)
+    sd_models = _module("modules.sd_models")
     tabs, started = [], []
     script_callbacks = _module("modules.script_callbacks", on_ui_tabs=tabs.append, on_app_started=started.append)
     modules = _module("modules", shared=shared, devices=devices, call_queue=call_queue, progress=progress)
-    modules.processing, modules.script_callbacks = processing, script_callbacks
+    modules.processing, modules.script_callbacks, modules.sd_models = processing, script_callbacks, sd_models
     modules.__path__ = []
     networks = FakeLoraExtension()
     memory_management = _module(
@@ -132,6 +133,7 @@ def webui(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeWebUI:
         "modules.progress": progress,
         "modules.processing": processing,
         "modules.script_callbacks": script_callbacks,
+        "modules.sd_models": sd_models,
         "networks": networks,
         "backend": forge_backend,
         "backend.memory_management": memory_management,
@@ -153,10 +155,21 @@ def webui(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeWebUI:
         tabs=tabs,
         app_started=started,
         queue_lock=queue_lock,
+        sd_models=sd_models,
     )
 
 
 @pytest.fixture
 def forge(webui: FakeWebUI) -> FakeWebUI:
-    webui.load(FakeForgeModel("sd1"))
+    """Forge starts with a placeholder and loads the chosen checkpoint when a job first needs it."""
+    webui.load(SimpleNamespace(is_sd1=False))  # Forge's FakeInitialModel
+    webui.reloads = []
+
+    def forge_model_reload():
+        webui.reloads.append(1)
+        if not isinstance(webui.shared.sd_model, FakeForgeModel):
+            webui.load(FakeForgeModel("sd1"))
+        return webui.shared.sd_model, len(webui.reloads) == 1
+
+    webui.sd_models.forge_model_reload = forge_model_reload
     return webui

@@ -50,9 +50,14 @@ class BasicTransformerBlock(nn.Module):
         self.attn2 = CrossAttention(dim, context_dim)
         self.ff = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
 
+    inplace = False  # Forge's blocks add to the activations in place (`x += n`), as code written for sampling may
+
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         x = x + self.attn1(self.norm1(x))
-        x = x + self.attn2(self.norm2(x), context)
+        if self.inplace:
+            x += self.attn2(self.norm2(x), context)
+        else:
+            x = x + self.attn2(self.norm2(x), context)
         return x + self.ff(self.norm3(x))
 
 
@@ -304,6 +309,9 @@ class FakeForgeModel:
         self.arch = arch
         with torch.inference_mode():
             kmodel = FakeKModel(_unet(arch), v_prediction)
+        for block in kmodel.modules():
+            if isinstance(block, BasicTransformerBlock):
+                block.inplace = True
         text = FakeTextModel(CONTEXT_WIDTH[arch], POOLED if arch == "sdxl" else None)
         clip = SimpleNamespace(patcher="clip patcher")
         self.forge_objects_original = FakeForgeObjects(unet=FakePatcher(kmodel), clip=clip, vae=None, clipvision=None)

@@ -15,6 +15,7 @@ from erasure_core.defaults import DEFAULTS
 from erasure_core.lora.export import load_lora
 
 from .conftest import FakeWebUI
+from .fakes import FakeForgeModel
 
 FAST = {"resolution": 64, "ddim_steps": 4, "audit_samples": 1, "audit_ddim_steps": 4, "lr": 5e-3}
 
@@ -153,9 +154,10 @@ def test_no_loaded_model_is_a_clear_error(webui: FakeWebUI) -> None:
         run_job(request(), host())
 
 
-def test_forge_jobs_run_on_forges_objects(forge: FakeWebUI) -> None:
+def test_forge_jobs_load_the_chosen_checkpoint_and_run_on_forges_objects(forge: FakeWebUI) -> None:
     job = run_job(request(name="no-cat-forge"), host())
     sd_model = forge.shared.sd_model
+    assert forge.reloads and isinstance(sd_model, FakeForgeModel)
     assert sd_model.loaded == [sd_model.forge_objects_original.unet] and job.path.is_file()
     assert forge.networks.loaded_networks == []  # Forge's LoRAs live on patcher clones; A1111's list is not touched
 

@@ -6,7 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from erasure_core.backends.kdiffusion import alphas_from_sigmas, eps_from_denoiser, make_autograd_safe
+from erasure_core.backends.kdiffusion import (
+    alphas_from_sigmas,
+    eps_from_denoiser,
+    make_autograd_safe,
+    saved_activations_copied,
+)
 
 
 def _schedule() -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,3 +64,35 @@ def test_inference_weights_become_trainable_through_with_the_same_values() -> No
     after = frozen.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not any(p.requires_grad for p in frozen.parameters())
+
+
+class InPlace(nn.Module):
+    """Written for sampling only, like Forge's transformer blocks: adds to an activation a layer saved."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(4)
+        self.proj = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+        x = x + 1
+        n = self.proj(self.norm(x))
+        if inplace:
+            x += n
+        else:
+            x = x + n
+        return self.norm(x) * 2
+
+
+def test_copied_activations_differentiate_an_in_place_forward_exactly() -> None:
+    torch.manual_seed(0)
+    model, lora = InPlace().requires_grad_(False), nn.Parameter(torch.randn(3, 4))
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        model(lora, inplace=True).sum().backward()
+    lora.grad = None
+    with saved_activations_copied():
+        loss = (model(lora, inplace=True) ** 2).sum()
+    loss.backward()
+    grad, lora.grad = lora.grad.clone(), None
+    (model(lora, inplace=False) ** 2).sum().backward()
+    assert torch.allclose(grad, lora.grad)
