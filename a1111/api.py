@@ -1,6 +1,8 @@
 """HTTP routes beside the WebUI's own API, for scripts, bots and tests (registered when the WebUI runs with --api):
 
     GET  /concept-erasure/v1/methods   the methods with their defaults, the layer sets, presets and request fields
+    GET  /concept-erasure/v1/model     the loaded model: name, architecture, the fingerprint LoRAs record
+                                       (?exact=true adds a SHA-256 of every weight, to check it is unchanged)
     POST /concept-erasure/v1/erase     the tab's fields as JSON; answers the LoRA's name and path, audit and timings
 
 An erasure holds the WebUI's GPU queue like a generation and reports through `/sdapi/v1/progress`;
@@ -19,10 +21,12 @@ from fastapi import Body, Depends, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
+from erasure_core.backends.base import weights_fingerprint
 from erasure_core.errors import Cancelled, ConfigError, ErasureError, ModelError, NumericalError, ResourceError
 from erasure_core.jsonsafe import json_safe
 
-from .host import WebUIHost, api_credentials, api_enabled, webui_job
+from .backend import loaded_unet, webui_architecture, weights_sha256
+from .host import WebUIHost, api_credentials, api_enabled, gpu_queue, webui_job
 from .jobs import Busy, exclusive_run, method_info, parse_request, run_job
 
 PREFIX = "/concept-erasure/v1"
@@ -39,6 +43,24 @@ def error_response(error: ErasureError) -> JSONResponse:
 
 def get_methods() -> dict[str, Any]:
     return method_info()
+
+
+def get_model(exact: bool = False) -> JSONResponse:
+    """Which model an erasure would train on now (waits for a running erasure or generation to finish)."""
+    try:
+        with gpu_queue():
+            sd_model = WebUIHost().sd_model()
+            unet = loaded_unet(sd_model)
+            answer = {
+                "name": getattr(getattr(sd_model, "sd_checkpoint_info", None), "name_for_extra", None),
+                "arch": webui_architecture(sd_model),
+                "fingerprint": weights_fingerprint(unet),
+            }
+            if exact:
+                answer["sha256"] = weights_sha256(unet)
+    except ErasureError as exc:
+        return error_response(exc)
+    return JSONResponse(answer)
 
 
 def post_erase(body: Any = Body(...)) -> JSONResponse:  # noqa: B008 - FastAPI's way to take the raw JSON body
@@ -73,6 +95,7 @@ def _require_credentials(credentials: dict[str, str]):
 def register(app: FastAPI, credentials: dict[str, str] | None = None) -> None:
     dependencies = [Depends(_require_credentials(credentials))] if credentials else []
     app.add_api_route(f"{PREFIX}/methods", get_methods, methods=["GET"], dependencies=dependencies)
+    app.add_api_route(f"{PREFIX}/model", get_model, methods=["GET"], dependencies=dependencies)
     app.add_api_route(f"{PREFIX}/erase", post_erase, methods=["POST"], dependencies=dependencies)
 
 

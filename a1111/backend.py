@@ -14,6 +14,7 @@ Nothing here imports the WebUI: `host.py` passes its objects in, so tests run ag
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -282,6 +283,23 @@ class ForgeBackend(WebUIBackend):
 
 def is_forge(sd_model: Any) -> bool:
     return hasattr(sd_model, "forge_objects")
+
+
+def loaded_unet(sd_model: Any) -> nn.Module:
+    """The checkpoint's UNet as loaded (Forge: the unpatched one), without borrowing it for a run."""
+    webui_architecture(sd_model)
+    if is_forge(sd_model):
+        return sd_model.forge_objects_original.unet.model.diffusion_model
+    return sd_model.model.diffusion_model
+
+
+def weights_sha256(module: nn.Module) -> str:
+    """A hash of every byte of every weight: equal exactly when the weights are bit-identical."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

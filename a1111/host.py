@@ -131,13 +131,18 @@ def progress_callbacks(state: Any) -> Callbacks:
     return Callbacks(on_step=on_step, should_stop=lambda: bool(state.interrupted))
 
 
+def gpu_queue() -> Any:
+    """The WebUI's queue lock: held, no generation runs (and no other job waits its turn)."""
+    from modules import call_queue
+
+    return call_queue.queue_lock
+
+
 @contextlib.contextmanager
 def webui_job() -> Iterator[None]:
     """Hold the WebUI's GPU queue and its progress state for a job the API started (the tab gets both from
     `wrap_gradio_gpu_call`): a generation and an erasure never run at once."""
-    from modules import call_queue
-
-    with call_queue.queue_lock:
+    with gpu_queue():
         shared.state.begin(job=JOB)
         try:
             yield

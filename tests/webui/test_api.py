@@ -6,6 +6,7 @@ import base64
 import io
 
 import pytest
+import torch
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")  # FastAPI's test client
@@ -104,3 +105,15 @@ def test_routes_exist_only_where_the_webuis_api_does(webui: FakeWebUI) -> None:
     quiet = FastAPI()
     api.on_app_started(None, quiet)
     assert TestClient(quiet).get(f"{URL}/methods").status_code == 404
+
+
+def test_the_model_route_names_the_loaded_model_and_hashes_every_weight(webui: FakeWebUI) -> None:
+    answer = client().get(f"{URL}/model", params={"exact": True}).json()
+    assert answer["name"] == "tiny-sd1" and answer["arch"] == "sd1" and len(answer["sha256"]) == 64
+    unet = webui.shared.sd_model.model.diffusion_model
+    with torch.no_grad():
+        next(unet.parameters()).view(-1)[0] += 1e-3  # one value changed anywhere changes the exact hash
+    changed = client().get(f"{URL}/model", params={"exact": True}).json()
+    assert changed["sha256"] != answer["sha256"]
+    webui.load(None)
+    assert client().get(f"{URL}/model").status_code == 422

@@ -28,8 +28,9 @@ def _vae_key(key: str, up_blocks: int) -> str:
     return key
 
 
-def write_ldm_checkpoint(pipe, path: Path) -> Path:
-    tensors: dict[str, torch.Tensor] = {}
+def write_ldm_checkpoint(pipe, path: Path, extra: dict[str, torch.Tensor] | None = None) -> Path:
+    """`extra` adds tensors (e.g. CLIP's position ids, which newer transformers no longer keep in its state)."""
+    tensors: dict[str, torch.Tensor] = dict(extra or {})
     unet_modules = diffusers_to_ldm([n for n, _ in pipe.unet.named_modules()], pipe.unet.config.layers_per_block)
     for key, value in pipe.unet.state_dict().items():
         module, _, param = key.rpartition(".")
