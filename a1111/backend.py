@@ -317,6 +317,11 @@ def borrowed_model(
     its unpatched `forge_objects_original`. Which parameters want gradients is restored too.
     """
     webui_architecture(sd_model)  # refuse before anything is touched
+    if getattr(sd_model, "lowvram", False):  # A1111 sets it for --medvram, --medvram-sdxl and --lowvram
+        raise ModelError(
+            "The WebUI runs with --medvram or --lowvram, which moves parts of the model between the GPU and the CPU "
+            "during every step; training needs the whole UNet on one device. Restart the WebUI without them."
+        )
     saved_networks = list(active_networks) if active_networks is not None else None
     saved_objects = getattr(sd_model, "forge_objects", None)
     flags: dict[nn.Parameter, bool] = {}

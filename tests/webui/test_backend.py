@@ -152,6 +152,13 @@ def test_unsupported_models_are_refused_by_name(model, message: str) -> None:
         pass
 
 
+def test_a_webui_that_moves_the_unet_between_devices_is_refused() -> None:
+    sd_model = FakeA1111Model("sdxl")
+    sd_model.lowvram = True  # --medvram / --lowvram
+    with pytest.raises(ModelError, match="--medvram or --lowvram"), borrowed_model(sd_model):
+        pass
+
+
 def test_inpainting_and_refiner_models_are_refused() -> None:
     inpaint = FakeA1111Model("sd1")
     inpaint.model.conditioning_key = "hybrid"
