@@ -156,22 +156,29 @@ def build() -> gr.Blocks:
                         elem_id=f"{ELEM}_layers",
                     )
                 with gr.Row():
-                    steps = gr.Number(value=defaults["steps"], precision=0, label=f"Steps (1-{MAX_STEPS})")
-                    lr = gr.Number(value=defaults["lr"], label="Learning rate")
-                    rank = gr.Number(value=defaults["rank"], precision=0, label="Rank")
-                    seed = gr.Number(value=defaults["seed"], precision=0, label="Seed")
+                    steps = gr.Number(
+                        value=defaults["steps"], precision=0, label=f"Steps (1-{MAX_STEPS})", elem_id=f"{ELEM}_steps"
+                    )
+                    lr = gr.Number(value=defaults["lr"], label="Learning rate", elem_id=f"{ELEM}_lr")
+                    rank = gr.Number(value=defaults["rank"], precision=0, label="Rank", elem_id=f"{ELEM}_rank")
+                    seed = gr.Number(value=defaults["seed"], precision=0, label="Seed", elem_id=f"{ELEM}_seed")
                 with gr.Row():
                     name = gr.Textbox(label="LoRA name", placeholder="erased-<concept>", elem_id=f"{ELEM}_name")
-                    overwrite = gr.Checkbox(value=False, label="Overwrite a LoRA of that name")
+                    overwrite = gr.Checkbox(
+                        value=False, label="Overwrite a LoRA of that name", elem_id=f"{ELEM}_overwrite"
+                    )
                 with gr.Row():
-                    preview = gr.Checkbox(value=True, label="Before/after grid (txt2img)")
-                    preview_size = gr.Number(value=0, precision=0, label="Grid image size (0 = the model's)")
+                    preview = gr.Checkbox(value=True, label="Before/after grid (txt2img)", elem_id=f"{ELEM}_preview")
+                    preview_size = gr.Number(
+                        value=0, precision=0, label="Grid image size (0 = the model's)", elem_id=f"{ELEM}_preview_size"
+                    )
                 with gr.Accordion("Advanced settings", open=False):
                     settings = gr.Textbox(
                         lines=6,
                         label="Other engine settings, one 'name = value' per line",
                         placeholder="negative_guidance = 2\nanchor = painting",
                         info=FIELDS["settings"].help,
+                        elem_id=f"{ELEM}_settings",
                     )
                 with gr.Row():
                     submit = gr.Button("Start", variant="primary", elem_id=f"{ELEM}_start")

@@ -117,3 +117,15 @@ def test_the_model_route_names_the_loaded_model_and_hashes_every_weight(webui: F
     assert changed["sha256"] != answer["sha256"]
     webui.load(None)
     assert client().get(f"{URL}/model").status_code == 422
+
+
+def test_out_of_memory_is_503_with_what_to_do(webui: FakeWebUI, monkeypatch) -> None:
+    import a1111.api
+    from erasure_core.errors import ResourceError
+
+    def out_of_memory(request, host):
+        raise ResourceError("Out of memory on cuda while erasing: ... Free memory (close other models or generations)")
+
+    monkeypatch.setattr(a1111.api, "run_job", out_of_memory)
+    response = client().post(f"{URL}/erase", json={"erase": ["cat"]})
+    assert response.status_code == 503 and "Free memory" in response.json()["detail"]

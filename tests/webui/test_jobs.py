@@ -8,14 +8,16 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
 from a1111.jobs import Busy, exclusive_run, parse_form, parse_request, run_job
-from erasure_core import Cancelled, ConfigError, ModelError
+from erasure_core import Cancelled, ConfigError, ModelError, ResourceError
 from erasure_core.defaults import DEFAULTS
+from erasure_core.lora.adapter import has_lora
 from erasure_core.lora.export import load_lora
 
 from .conftest import FakeWebUI
-from .fakes import FakeForgeModel
+from .fakes import FakeA1111Model, FakeForgeModel
 
 FAST = {"resolution": 64, "ddim_steps": 4, "audit_samples": 1, "audit_ddim_steps": 4, "lr": 5e-3}
 
@@ -193,3 +195,22 @@ def test_card_and_lora_are_written_together_or_not_at_all(webui: FakeWebUI, monk
     with pytest.raises(OSError, match="disk full"):
         run_job(request(name="no-cat"), host())
     assert not (Path(webui.lora_dir) / "no-cat.safetensors").exists()
+
+
+def test_out_of_memory_says_what_to_do_writes_nothing_and_hands_the_model_back(webui: FakeWebUI, monkeypatch) -> None:
+    sd_model = webui.shared.sd_model
+    before = {k: v.clone() for k, v in sd_model.model.diffusion_model.state_dict().items()}
+    calls = []
+
+    def apply_model(x, t, cond):
+        calls.append(1)
+        if len(calls) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return FakeA1111Model.apply_model(sd_model, x, t, cond)
+
+    monkeypatch.setattr(sd_model, "apply_model", apply_model)
+    with pytest.raises(ResourceError, match="Out of memory .* Free memory"):
+        run_job(request(name="no-cat"), host())
+    assert not (webui.lora_dir / "no-cat.safetensors").exists() and webui.gc_calls
+    unet = sd_model.model.diffusion_model
+    assert not has_lora(unet) and all(v.equal(before[k]) for k, v in unet.state_dict().items())
