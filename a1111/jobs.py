@@ -360,8 +360,8 @@ def before_after_grid(host: Host, job: JobResult, request: ErasureRequest) -> tu
 
     cells = [[np.asarray(b.convert("RGB")), np.asarray(a.convert("RGB"))] for b, a in zip(before, after, strict=True)]
     labels = [f"{role}: {prompt}" for role, prompt in rows]
-    scale = max(1, 256 // size)
-    return image_grid(cells, labels, ["before", f"after {job.prompt_tag}"], scale=scale), rows
+    scale = max(1, 128 // size)  # small previews are drawn larger, to be seen
+    return image_grid(cells, labels, ["before", "after"], scale=scale), rows
 
 
 def _native_size(arch: str) -> int:

@@ -77,35 +77,37 @@ def _audit_row(row: dict[str, Any]) -> str:
     )
 
 
-def gallery_of(job: JobResult) -> list[tuple[Any, str]]:
+def pictures_of(job: JobResult) -> tuple[Any, Any, Any]:
+    """The before/after grid, the loss curve and the audit chart (None where there is none)."""
     from PIL import Image
 
-    items = []
-    if job.grid is not None:
-        items.append((job.grid, "before / after"))
-    if job.result.losses:
-        items.append((Image.fromarray(loss_chart(job.result.losses)), "training loss"))
-    if job.result.audit and job.result.audit.rows:
-        items.append((Image.fromarray(audit_chart(job.result.audit.rows)), "audit"))
-    return items
+    audit = job.result.audit.rows if job.result.audit else []
+    return (
+        job.grid,
+        Image.fromarray(loss_chart(job.result.losses)) if job.result.losses else None,
+        Image.fromarray(audit_chart(audit)) if audit else None,
+    )
 
 
 def error_html(error: Exception) -> str:
     return f"<p class='error'>{html.escape(str(error))}</p>"
 
 
-def _run(id_task: str, request: ErasureRequest) -> tuple[list, str]:
+NO_PICTURES = (None, None, None)
+
+
+def _run(id_task: str, request: ErasureRequest) -> tuple[Any, ...]:
     try:
         job = run_job(request, WebUIHost())
     except ErasureError as exc:  # a message for the user, not a traceback
-        return [], error_html(exc)
-    return gallery_of(job), results_html(job)
+        return (*NO_PICTURES, error_html(exc))
+    return (*pictures_of(job), results_html(job))
 
 
-_run_in_queue = wrap_gradio_gpu_call(_run, extra_outputs=[[]])
+_run_in_queue = wrap_gradio_gpu_call(_run, extra_outputs=list(NO_PICTURES))
 
 
-def start(id_task: str, *values: Any) -> tuple[list, str]:
+def start(id_task: str, *values: Any) -> tuple[Any, ...]:
     """Start pressed: check the form at once, refuse a second run, then wait for the GPU queue and train."""
     try:
         request = parse_form(dict(zip(INPUTS, values, strict=True)))
@@ -113,7 +115,7 @@ def start(id_task: str, *values: Any) -> tuple[list, str]:
             return _run_in_queue(id_task, request)
     except ErasureError as exc:
         progress.finish_task(id_task)  # ends the progress bar the page started for this click
-        return [], error_html(exc)
+        return (*NO_PICTURES, error_html(exc))
 
 
 def method_changed(method: str) -> tuple[Any, Any, Any]:
@@ -172,7 +174,7 @@ def build() -> gr.Blocks:
                     preview_size = gr.Number(
                         value=0, precision=0, label="Grid image size (0 = the model's)", elem_id=f"{ELEM}_preview_size"
                     )
-                with gr.Accordion("Advanced settings", open=False):
+                with gr.Accordion("Advanced settings", open=False, elem_id=f"{ELEM}_advanced"):
                     settings = gr.Textbox(
                         lines=6,
                         label="Other engine settings, one 'name = value' per line",
@@ -184,7 +186,13 @@ def build() -> gr.Blocks:
                     submit = gr.Button("Start", variant="primary", elem_id=f"{ELEM}_start")
                     interrupt = gr.Button("Interrupt", elem_id=f"{ELEM}_interrupt")
             with gr.Column(scale=1, elem_id=f"{ELEM}_results"):
-                gallery = gr.Gallery(label="Loss, audit and before/after", elem_id=f"{ELEM}_gallery")
+                gr.HTML(elem_id=f"{ELEM}_progress")  # the WebUI's progress bar appears here
+                grid = gr.Image(  # shows the live loss curve while training runs
+                    label="Before / after", type="pil", interactive=False, elem_id=f"{ELEM}_grid"
+                )
+                with gr.Row():
+                    loss = gr.Image(label="Training loss", type="pil", interactive=False, elem_id=f"{ELEM}_loss")
+                    audit = gr.Image(label="Audit", type="pil", interactive=False, elem_id=f"{ELEM}_audit")
                 status = gr.HTML(elem_id=f"{ELEM}_status")
         task_id = gr.Textbox(visible=False)
         fields = [preset, erase, keep, method, layers, steps, lr, rank, seed, name, overwrite, preview]
@@ -192,7 +200,8 @@ def build() -> gr.Blocks:
             fn=start,
             _js="concept_erasure_submit",
             inputs=[task_id, *fields, preview_size, settings],
-            outputs=[gallery, status],
+            outputs=[grid, loss, audit, status],
+            show_progress=False,  # the WebUI's own progress bar and live preview show it, as for txt2img
         )
         interrupt.click(fn=lambda: shared.state.interrupt(), inputs=[], outputs=[])
         method.change(fn=method_changed, inputs=[method], outputs=[steps, lr, rank])

@@ -47,7 +47,10 @@ def host_from_env(kind: str) -> Host | None:
         return None
     root_path = Path(root)
     python = Path(os.environ.get(f"{kind.upper()}_PYTHON", root_path / "venv" / "bin" / "python"))
-    return Host(kind, root_path, python, CPU_FLAGS[kind])
+    flags = CPU_FLAGS[kind]
+    if kind == "forge":  # gradio 4 serves the WebUI's own scripts only from allowed paths, and --data-dir moves them
+        flags += ("--gradio-allowed-path", str(root_path))
+    return Host(kind, root_path, python, flags)
 
 
 def free_port() -> int:
