@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,10 +23,10 @@ from erasure_core.callbacks import Callbacks
 from erasure_core.config import EraseConfig
 from erasure_core.defaults import DEFAULTS
 from erasure_core.errors import ConfigError, ErasureError
+from erasure_core.files import atomic_write
 from erasure_core.frontend.concepts import PRESETS, merge_presets
 from erasure_core.frontend.lora_files import SUFFIX, resolve_target, safe_relative_name
 from erasure_core.frontend.settings import LAYER_CHOICES, MAX_STEPS, METHODS, build_config
-from erasure_core.lora.export import give_usual_permissions
 from erasure_core.trainer import EraseResult, erase, export_lora
 
 from .backend import borrowed_model
@@ -322,20 +320,9 @@ def write_card(lora_path: Path, result: EraseResult) -> Path:
         "notes": "Made by the Concept Erasure extension. Audit (erasure of erased prompts, drift of the others):\n"
         + (result.audit.table() if result.audit else "(no audit)"),
     }
-    return write_text_atomic(lora_path.with_suffix(".json"), json.dumps(card, indent=2))
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write through a temporary file renamed into place, with the permissions a plain write would give."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        give_usual_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    path = lora_path.with_suffix(".json")
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(card, indent=2), encoding="utf-8")
     return path
 
 

@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
 import typing
 from pathlib import Path
@@ -24,6 +23,7 @@ from .config import CONFIG_CLASSES, EraseConfig, make_config, method_defaults
 from .defaults import DEMO_OVERRIDES
 from .demo import load_demo
 from .errors import ConfigError, ErasureError, ModelError
+from .files import atomic_write
 from .lora.export import load_lora
 from .trainer import erase, export_lora, run_audit
 
@@ -143,9 +143,8 @@ def _config_from_args(args: argparse.Namespace) -> EraseConfig:
 
 
 def _write_json(path: str, data: dict[str, Any]) -> None:
-    tmp = Path(path + ".partial")
-    tmp.write_text(jsonsafe.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(jsonsafe.dumps(data, indent=2, default=str))
 
 
 def _progress_callbacks(total: int) -> tuple[Callbacks, Any]:
@@ -227,9 +226,8 @@ def _write_preview(backend: Any, result: Any, path: Path) -> Path:
     n = len(seeds)
     rows = [[*before[i * n : (i + 1) * n], *after[i * n : (i + 1) * n]] for i in range(len(prompts))]
     columns = [f"before {s}" for s in seeds] + [f"after {s}" for s in seeds]
-    tmp = path.with_name(path.name + ".partial.png")
-    image_grid(rows, prompts, columns).save(tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        image_grid(rows, prompts, columns).save(tmp, format="PNG")
     return path
 
 

@@ -9,7 +9,6 @@ crash never leaves a half-written LoRA behind.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from safetensors.torch import save_file
 
 from .. import jsonsafe
 from ..errors import ModelError
+from ..files import atomic_write
 from ..version import __version__
 from .adapter import LoraTensors, LoraWeights
 from .keys import ALPHA, DOWN, LORA_PREFIX_UNET, UP
@@ -117,34 +117,9 @@ def save_lora_file(tensors: Mapping[str, torch.Tensor], path: str | Path, metada
     if stray := [k for k in tensors if not k.startswith(LORA_PREFIX_UNET + "_")]:
         raise ModelError(f"Refusing to write non-kohya tensors {stray[:3]}: they would break diffusers' loader.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    try:
+    with atomic_write(path) as tmp:
         save_file(dict(tensors), str(tmp), metadata=dict(metadata))
-        give_usual_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
-
-
-def give_usual_permissions(path: str | Path) -> None:
-    """The mode a plain `open()` would give a new file (0666 less the umask): safetensors writes 0600, which the
-    other user that runs a shared WebUI or ComfyUI could not read."""
-    os.chmod(path, 0o666 & ~_umask())
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where Linux shows it (a WebUI writes files from many threads)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -191,7 +191,7 @@ def test_card_and_lora_are_written_together_or_not_at_all(webui: FakeWebUI, monk
     def fail(*_):
         raise OSError("disk full")
 
-    monkeypatch.setattr(a1111.jobs, "write_text_atomic", fail)
+    monkeypatch.setattr(a1111.jobs, "write_card", fail)
     with pytest.raises(OSError, match="disk full"):
         run_job(request(name="no-cat"), host())
     assert not (Path(webui.lora_dir) / "no-cat.safetensors").exists()
