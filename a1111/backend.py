@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from erasure_core.backends.base import Conditioning, weights_fingerprint
+from erasure_core.backends.base import Conditioning, UnetPlacement, weights_fingerprint
 from erasure_core.backends.diffusers_backend import tokenizer_words
 from erasure_core.backends.kdiffusion import (
     alphas_from_sigmas,
@@ -36,6 +36,7 @@ SDXL_CONTEXT_WIDTH = 2048  # CLIP-L and CLIP-G side by side; the SDXL refiner ha
 _CHUNK = 77  # one CLIP chunk; longer prompts are cut to it, so every encoding in a run has one width
 _ENCODE_BATCH = 64
 _NATIVE_RESOLUTION = {"sd1": 512, "sd2": 512, "sdxl": 1024}
+_FLAGS = (("sdxl", "is_sdxl"), ("sd2", "is_sd2"), ("sd1", "is_sd1"))  # the WebUIs' own model flags
 _REFUSED = {"flux": "Flux", "chroma": "Chroma", "sd3": "SD3", "stablediffusion3": "SD3", "cascade": "Stable Cascade"}
 
 
@@ -78,9 +79,6 @@ def webui_architecture(sd_model: Any) -> str:
     return arch
 
 
-_FLAGS = (("sdxl", "is_sdxl"), ("sd2", "is_sd2"), ("sd1", "is_sd1"))
-
-
 class _Vocabulary:
     """open_clip's tokenizer keeps its vocabulary in `.encoder`; `tokenizer_words` reads `get_vocab()`."""
 
@@ -91,7 +89,7 @@ class _Vocabulary:
         return dict(self._encoder)
 
 
-class WebUIBackend:
+class WebUIBackend(UnetPlacement):
     """What both WebUIs share: text through `get_learned_conditioning`, SDXL's size vector, names and schedule."""
 
     module_naming = "ldm"
@@ -111,14 +109,6 @@ class WebUIBackend:
             )
 
     # -- Backend attributes -----------------------------------------------------------------------------------
-    @property
-    def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.unet.parameters()).dtype
-
     @property
     def v_prediction(self) -> bool:
         return False

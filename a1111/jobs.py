@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from erasure_core.callbacks import Callbacks
 from erasure_core.config import EraseConfig
 from erasure_core.defaults import DEFAULTS
@@ -27,6 +29,7 @@ from erasure_core.files import atomic_write
 from erasure_core.frontend.concepts import PRESETS, merge_presets
 from erasure_core.frontend.lora_files import SUFFIX, resolve_target, safe_relative_name
 from erasure_core.frontend.settings import LAYER_CHOICES, MAX_STEPS, METHODS, build_config
+from erasure_core.preview import image_grid
 from erasure_core.trainer import EraseResult, erase, export_lora
 
 from .backend import borrowed_model
@@ -328,8 +331,6 @@ def write_card(lora_path: Path, result: EraseResult) -> Path:
 
 def before_after_grid(host: Host, job: JobResult, request: ErasureRequest) -> tuple[Any, list[tuple[str, str]]]:
     """The erased, kept and neighbour prompts with the same seeds, without and with the new LoRA (WebUI txt2img)."""
-    from erasure_core.preview import image_grid
-
     rows = [(row["role"], row["prompt"]) for row in (job.result.audit.rows if job.result.audit else [])]
     if not rows:
         rows = [("erased", c) for c in job.result.config.erase] + [("kept", c) for c in job.result.config.keep]
@@ -343,8 +344,6 @@ def before_after_grid(host: Host, job: JobResult, request: ErasureRequest) -> tu
     )
     if len(before) != len(prompts) or len(after) != len(prompts):
         raise ErasureError("The preview was interrupted before every image was drawn; the LoRA is saved.")
-    import numpy as np
-
     cells = [[np.asarray(b.convert("RGB")), np.asarray(a.convert("RGB"))] for b, a in zip(before, after, strict=True)]
     labels = [f"{role}: {prompt}" for role, prompt in rows]
     scale = max(1, 128 // size)  # small previews are drawn larger, to be seen

@@ -195,11 +195,26 @@ def build() -> gr.Blocks:
                     audit = gr.Image(label="Audit", type="pil", interactive=False, elem_id=f"{ELEM}_audit")
                 status = gr.HTML(elem_id=f"{ELEM}_status")
         task_id = gr.Textbox(visible=False)
-        fields = [preset, erase, keep, method, layers, steps, lr, rank, seed, name, overwrite, preview]
+        widgets = {  # by the names start() reads them under: their order comes from INPUTS alone
+            "preset": preset,
+            "erase": erase,
+            "keep": keep,
+            "method": method,
+            "layers": layers,
+            "steps": steps,
+            "lr": lr,
+            "rank": rank,
+            "seed": seed,
+            "name": name,
+            "overwrite": overwrite,
+            "preview": preview,
+            "preview_size": preview_size,
+            "settings": settings,
+        }
         submit.click(
             fn=start,
             _js="concept_erasure_submit",
-            inputs=[task_id, *fields, preview_size, settings],
+            inputs=[task_id, *(widgets[key] for key in INPUTS)],
             outputs=[grid, loss, audit, status],
             show_progress=False,  # the WebUI's own progress bar and live preview show it, as for txt2img
         )

@@ -126,6 +126,20 @@ class Backend(Protocol):
         ...
 
 
+class UnetPlacement:
+    """A backend's `device` and `dtype`, read off its UNet's weights wherever the host has put them."""
+
+    unet: nn.Module
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+
 def weights_fingerprint(module: nn.Module, sample: int = 1024) -> str:
     """Hash of every parameter's name, shape and a strided sample of its values: fast even for SDXL, stable across runs."""
     digest = hashlib.sha256()

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .base import Conditioning, weights_fingerprint
+from .base import Conditioning, UnetPlacement, weights_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def run_text_encoder(encoder: nn.Module, tokens: dict[str, torch.Tensor], penult
     return encoder(tokens["input_ids"].to(device), **kwargs)
 
 
-class DiffusersBackend:
+class DiffusersBackend(UnetPlacement):
     """A `Backend` over diffusers components (a pipeline's unet, text encoder(s), tokenizer(s) and scheduler)."""
 
     module_naming = "diffusers"
@@ -127,14 +127,6 @@ class DiffusersBackend:
         return backend
 
     # -- Backend interface ------------------------------------------------------------------------------------
-    @property
-    def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.unet.parameters()).dtype
-
     def encoders(self) -> list[nn.Module]:
         return [m for m in (self.text_encoder, self.text_encoder_2) if m is not None]
 
