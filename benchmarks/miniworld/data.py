@@ -1,4 +1,4 @@
-"""Training data of the miniature world: scenes, rendered images, captions and their cached text encodings."""
+"""Training data of a miniature world: scenes, rendered images, captions and their cached text encodings."""
 
 from __future__ import annotations
 
@@ -10,24 +10,23 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .render import render_batch
-from .world import OBJECTS, STYLES, Scene, caption
+from .world import Scene, World
 
 STYLE_PROBABILITY = 0.4  # share of images drawn in one of the styles (the rest are plain)
-NIGHT_PROBABILITY = 0.2
-CAPTIONS_PER_SCENE_KIND = 12  # wordings cached per (object, style, night); bounds the caption cache to ~3,000
+IMPLICIT_PROBABILITY = 0.2
+CAPTIONS_PER_SCENE_KIND = 12  # wordings cached per (concept, style, implicit); bounds the caption cache to ~3,000
 
 
-def scene_kinds() -> list[Scene]:
-    return [Scene(o, s, n) for o in OBJECTS for s in ("plain", *STYLES) for n in (False, True)]
+def scene_kinds(world: World) -> list[Scene]:
+    return [Scene(o, s, n) for o in world.objects for s in world.style_labels for n in (False, True)]
 
 
-def sample_scenes(n: int, seed: int) -> list[Scene]:
+def sample_scenes(n: int, seed: int, world: World) -> list[Scene]:
     rng = random.Random(seed)
     scenes = []
     for _ in range(n):
-        style = rng.choice(STYLES) if rng.random() < STYLE_PROBABILITY else "plain"
-        scenes.append(Scene(rng.choice(OBJECTS), style, rng.random() < NIGHT_PROBABILITY))
+        style = rng.choice(world.styles) if rng.random() < STYLE_PROBABILITY else "plain"
+        scenes.append(Scene(rng.choice(world.objects), style, rng.random() < IMPLICIT_PROBABILITY))
     return scenes
 
 
@@ -39,11 +38,11 @@ class CaptionSet:
     by_kind: dict[Scene, list[int]]
 
     @classmethod
-    def build(cls, seed: int) -> CaptionSet:
+    def build(cls, seed: int, world: World) -> CaptionSet:
         rng = random.Random(seed)
         captions, by_kind = [""], {}
-        for kind in scene_kinds():
-            wordings = sorted({caption(kind, rng) for _ in range(4 * CAPTIONS_PER_SCENE_KIND)})
+        for kind in scene_kinds(world):
+            wordings = sorted({world.caption(kind, rng) for _ in range(4 * CAPTIONS_PER_SCENE_KIND)})
             rng.shuffle(wordings)
             by_kind[kind] = list(range(len(captions), len(captions) + CAPTIONS_PER_SCENE_KIND))
             captions.extend((wordings * CAPTIONS_PER_SCENE_KIND)[:CAPTIONS_PER_SCENE_KIND])
@@ -68,9 +67,9 @@ def encode_captions(captions: list[str], device: str = "cpu") -> torch.Tensor:
     return torch.cat(chunks)
 
 
-def caption_cache(path: Path, seed: int) -> tuple[CaptionSet, torch.Tensor]:
+def caption_cache(path: Path, seed: int, world: World) -> tuple[CaptionSet, torch.Tensor]:
     """The caption set and its encodings, computed once and stored as fp16 safetensors at `path`."""
-    captions = CaptionSet.build(seed)
+    captions = CaptionSet.build(seed, world)
     if path.is_file():
         stored = load_file(str(path))
         if stored["embeddings"].shape[0] == len(captions.captions):
@@ -83,18 +82,18 @@ def caption_cache(path: Path, seed: int) -> tuple[CaptionSet, torch.Tensor]:
 
 @dataclass
 class RenderedSet:
+    world: World
     scenes: list[Scene]
-    images: np.ndarray  # uint8 [N, 32, 32, 3]
+    images: np.ndarray  # uint8 [N, size, size, 3]
 
     @classmethod
-    def make(cls, n: int, seed: int) -> RenderedSet:
-        scenes = sample_scenes(n, seed)
-        return cls(scenes, render_batch(scenes, [seed * 1_000_003 + i for i in range(n)]))
+    def make(cls, n: int, seed: int, world: World) -> RenderedSet:
+        scenes = sample_scenes(n, seed, world)
+        return cls(world, scenes, world.render_batch(scenes, [seed * 1_000_003 + i for i in range(n)]))
 
     def labels(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        from .nets import STYLE_LABELS
-
-        objects = torch.tensor([OBJECTS.index(s.obj) for s in self.scenes])
-        styles = torch.tensor([STYLE_LABELS.index(s.style) for s in self.scenes])
-        night = torch.tensor([float(s.night) for s in self.scenes])
-        return objects, styles, night
+        """Concept index, style index and implicit (0/1) of every image."""
+        objects = torch.tensor([self.world.objects.index(s.obj) for s in self.scenes])
+        styles = torch.tensor([self.world.style_labels.index(s.style) for s in self.scenes])
+        implicit = torch.tensor([float(s.implicit) for s in self.scenes])
+        return objects, styles, implicit

@@ -1,11 +1,12 @@
-"""The erasure benchmark of the miniature world: the papers' protocols in miniature.
+"""The erasure benchmark of the miniature worlds: the papers' protocols in miniature.
 
-    python -m benchmarks.miniworld.evaluate --task objects --methods none,esd,eap,age,uce --steps 200 --json out.json
+    python -m benchmarks.miniworld.evaluate [--world objects|icons] --task objects --methods none,esd,eap,age,uce \
+        --steps 200 --json out.json
 
 Tasks: `objects` (Imagenette analogue: 4 splits of 5 erased + 5 kept, ESR/PSR-1/5, FID-style distance of kept
 concepts), `neighbours` (erase one concept at a time; same-group vs other-group preservation and the impact matrix),
-`styles` (erase one style, keep the others), `implicit` (erase "night" with `noxattn`, detector rate over prompts
-that mostly never say "night"), or `all`. Every method runs with the same step budget and seeds. Writes JSON, a
+`styles` (erase one style, keep the others), `implicit` (erase the implicit concept, "night" or "underwater", with
+`noxattn`; detector rate over prompts that mostly never name it), or `all`. Every method runs with the same step budget and seeds. Writes JSON, a
 markdown table and a before/after image grid per task. Percentages are 0..100.
 """
 
@@ -29,42 +30,25 @@ from safetensors.torch import load_file
 from erasure_core import erase, make_config
 from erasure_core.config import setting_names
 from erasure_core.defaults import MINIWORLD_RECIPE
-from erasure_core.demo import DEMO_DIR, DemoModel, load_demo
+from erasure_core.demo import DemoModel, load_demo
 from erasure_core.distance_cache import CACHE_ENV
 from erasure_core.lora.adapter import LoraWeights
 from erasure_core.preview import generate_images, image_grid
 
-from .nets import STYLE_LABELS, Classifier, to_tensor
-from .render import render_batch
-from .world import (
-    GROUP_OF,
-    GROUPS,
-    IMPLICIT,
-    OBJECTS,
-    STYLES,
-    Scene,
-    implicit_prompts,
-    list_concepts,
-    object_prompt,
-    style_prompt,
-)
+from .nets import Classifier, to_tensor
+from .world import OBJECTS_WORLD, WORLDS, Scene, World, get_world
 
 logger = logging.getLogger("miniworld.evaluate")
 METHODS = ("none", "esd", "eap", "age", "uce")
 TASKS = ("objects", "neighbours", "styles", "implicit")
-# Imagenette analogue: ten concepts, two per group, split 5 erased / 5 kept four ways (as the EAP/AGE splits v1-v4).
-OBJECT_SPLITS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
-    (("apple", "car", "house", "tree", "cup"), ("banana", "truck", "church", "flower", "key")),
-    (("banana", "truck", "church", "flower", "key"), ("apple", "car", "house", "tree", "cup")),
-    (("apple", "truck", "house", "flower", "key"), ("banana", "car", "church", "tree", "cup")),
-    (("banana", "car", "church", "tree", "cup"), ("apple", "truck", "house", "flower", "key")),
-)
+SPLITS = 4  # every world has four 5/5 object splits (World.object_splits)
 
 
 @dataclass
 class Bench:
     """Settings shared by every task, and the loaded model and classifier."""
 
+    world: World = OBJECTS_WORLD
     methods: tuple[str, ...] = METHODS
     steps: int = MINIWORLD_RECIPE["steps"]
     images_per_concept: int = 16
@@ -75,8 +59,8 @@ class Bench:
     overrides: dict[str, Any] = field(default_factory=dict)  # extra engine settings for every trained method
 
     def __post_init__(self) -> None:
-        self.demo: DemoModel = load_demo(self.device)
-        self.classifier = load_classifier(self.device)
+        self.demo: DemoModel = load_demo(self.device, self.world.model_dir)
+        self.classifier = load_classifier(self.world, self.device)
 
     def seeds(self, n: int) -> list[int]:
         return [self.seed * 100_000 + i for i in range(n)]
@@ -131,14 +115,10 @@ class Bench:
         )
 
 
-def load_classifier(device: str = "cpu", folder: Path = DEMO_DIR) -> Classifier:
-    model = Classifier()
-    model.load_state_dict(
-        {
-            k: v.float() if v.is_floating_point() else v
-            for k, v in load_file(str(folder / "classifier.safetensors")).items()
-        }
-    )
+def load_classifier(world: World, device: str = "cpu", folder: Path | None = None) -> Classifier:
+    model = Classifier(len(world.objects), len(world.style_labels))
+    path = (folder or world.model_dir) / "classifier.safetensors"
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()})
     return model.to(device).eval()
 
 
@@ -164,7 +144,7 @@ def _spread(values: list[float]) -> float:
 
 
 def _object_images(bench: Bench, concepts: Sequence[str], lora: LoraWeights | None):
-    prompts = [object_prompt(c) for c in concepts for _ in range(bench.images_per_concept)]
+    prompts = [bench.world.object_prompt(c) for c in concepts for _ in range(bench.images_per_concept)]
     images = bench.images(prompts, lora)
     logits, _, _, features = bench.classify(images)
     per_concept = {
@@ -173,8 +153,10 @@ def _object_images(bench: Bench, concepts: Sequence[str], lora: LoraWeights | No
     return images, per_concept, features
 
 
-def _rate(per_concept: dict[str, torch.Tensor], concepts: Sequence[str], k: int, hit: bool = True) -> float:
-    values = [top_k_hit(per_concept[c], OBJECTS.index(c), k) for c in concepts]
+def _rate(
+    bench: Bench, per_concept: dict[str, torch.Tensor], concepts: Sequence[str], k: int, hit: bool = True
+) -> float:
+    values = [top_k_hit(per_concept[c], bench.world.objects.index(c), k) for c in concepts]
     rate = float(torch.cat(values).mean()) if values else float("nan")
     return 100 * (rate if hit else 1 - rate)
 
@@ -182,7 +164,7 @@ def _rate(per_concept: dict[str, torch.Tensor], concepts: Sequence[str], k: int,
 def reference_features(bench: Bench, concepts: Sequence[str], per_concept: int, seed: int = 7) -> torch.Tensor:
     """Classifier features of renders of exactly these concepts as their prompts ask for them (plain, daytime)."""
     scenes = [Scene(c) for c in concepts for _ in range(per_concept)]
-    return bench.classify(render_batch(scenes, [seed * 1_000_003 + i for i in range(len(scenes))]))[3]
+    return bench.classify(bench.world.render_batch(scenes, [seed * 1_000_003 + i for i in range(len(scenes))]))[3]
 
 
 def task_objects(bench: Bench, splits: Sequence[tuple[tuple[str, ...], tuple[str, ...]]]) -> dict[str, Any]:
@@ -199,20 +181,23 @@ def task_objects(bench: Bench, splits: Sequence[tuple[tuple[str, ...], tuple[str
         for erased, kept in splits:
             lora, cost = bench.train(method, erased, kept)
             costs.append(cost)
-            others = [o for o in OBJECTS if o not in erased + kept]
+            group_of = bench.world.group_of
+            others = [o for o in bench.world.objects if o not in erased + kept]
             images, per_concept, features = _object_images(bench, list(erased + kept) + others, lora)
-            near = [o for o in others if GROUP_OF[o] in {GROUP_OF[e] for e in erased}]
+            near = [o for o in others if group_of[o] in {group_of[e] for e in erased}]
             far = [o for o in others if o not in near]
             kept_features = features[
                 len(erased) * bench.images_per_concept : (len(erased) + len(kept)) * bench.images_per_concept
             ]
             row = {
-                "ESR-1": _rate(per_concept, erased, 1, hit=False),
-                "ESR-5": _rate(per_concept, erased, 5, hit=False),
-                "PSR-1": _rate(per_concept, kept, 1),
-                "PSR-5": _rate(per_concept, kept, 5),
-                "neighbour-PSR-1": _rate(per_concept, near, 1),
-                **({"far-PSR-1": _rate(per_concept, far, 1)} if far else {}),  # none when the split spans all groups
+                "ESR-1": _rate(bench, per_concept, erased, 1, hit=False),
+                "ESR-5": _rate(bench, per_concept, erased, 5, hit=False),
+                "PSR-1": _rate(bench, per_concept, kept, 1),
+                "PSR-5": _rate(bench, per_concept, kept, 5),
+                "neighbour-PSR-1": _rate(bench, per_concept, near, 1),
+                **(
+                    {"far-PSR-1": _rate(bench, per_concept, far, 1)} if far else {}
+                ),  # none when the split spans all groups
                 "FID-feat": feature_distance(kept_features, references[kept]),
             }
             for key, value in row.items():
@@ -233,61 +218,119 @@ def _summary(per_split: dict[str, list[float]], costs: list[dict]) -> dict[str, 
     return out
 
 
+def nearest_concepts(world: World) -> dict[str, str]:
+    """Each concept's nearest other concept by the text encoder (cosine of mean-pooled MiniLM states of the words):
+    the neighbour an erasure is most likely to hurt, reported on its own rather than averaged into its group."""
+    from erasure_core.backends.diffusers_backend import run_text_encoder, tokenize
+    from erasure_core.demo import demo_text_encoder
+
+    tokenizer, encoder = demo_text_encoder("cpu")
+    objects = list(world.objects)
+    tokens = tokenize(tokenizer, objects)
+    with torch.no_grad():
+        states = run_text_encoder(encoder, tokens)[0].float()
+    mask = tokens["attention_mask"].unsqueeze(-1).float()
+    pooled = torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1), dim=-1)
+    similarity = pooled @ pooled.T
+    similarity.fill_diagonal_(-2.0)
+    return {o: objects[int(similarity[i].argmax())] for i, o in enumerate(objects)}
+
+
+def _synonym_leak(bench: Bench, concept: str, lora: LoraWeights | None) -> float | None:
+    """Share of images (percent) still showing `concept` when asked for by its one-word synonym, if it has one."""
+    words = [w for w in bench.world.synonyms.get(concept, ()) if w != concept]
+    if not words:
+        return None
+    images = bench.images([bench.world.object_prompt(words[0])] * bench.images_per_concept, lora)
+    logits = bench.classify(images)[0]
+    return 100 * float(top_k_hit(logits, bench.world.objects.index(concept), 1).mean())
+
+
 def task_neighbours(bench: Bench, concepts: Sequence[str]) -> dict[str, Any]:
-    """Erase each concept alone; impact = generation-rate drop of every concept (the AGE paper's concept graph)."""
-    base_images, base, _ = _object_images(bench, OBJECTS, None)
-    base_rate = {o: _rate(base, [o], 1) for o in OBJECTS}
+    """Erase each concept alone; the erased concept, its synonym, its nearest concept, the rest of its group and the
+    other groups, each reported on its own; impact = generation-rate drop of every concept (the AGE paper's graph)."""
+    world = bench.world
+    objects = world.objects
+    nearest = nearest_concepts(world)
+    base_images, base, _ = _object_images(bench, objects, None)
+    base_rate = {o: _rate(bench, base, [o], 1) for o in objects}
+    base_leak = {c: leak for c in concepts if (leak := _synonym_leak(bench, c, None)) is not None}
     methods: dict[str, Any] = {}
     grids = []
     for method in [m for m in bench.methods if m != "none"]:
         per_split: dict[str, list[float]] = {}
-        costs, matrix = [], {}
+        costs, matrix, own = [], {}, {}
         for concept in concepts:
             lora, cost = bench.train(method, [concept], [])
             costs.append(cost)
-            images, per_concept, _ = _object_images(bench, OBJECTS, lora)
-            rates = {o: _rate(per_concept, [o], 1) for o in OBJECTS}
-            matrix[concept] = {o: base_rate[o] - rates[o] for o in OBJECTS}
-            near = [o for o in OBJECTS if GROUP_OF[o] == GROUP_OF[concept] and o != concept]
-            far = [o for o in OBJECTS if GROUP_OF[o] != GROUP_OF[concept]]
-            for key, value in {
+            images, per_concept, _ = _object_images(bench, objects, lora)
+            rates = {o: _rate(bench, per_concept, [o], 1) for o in objects}
+            matrix[concept] = {o: base_rate[o] - rates[o] for o in objects}
+            near = [
+                o
+                for o in objects
+                if world.group_of[o] == world.group_of[concept] and o not in (concept, nearest[concept])
+            ]
+            far = [o for o in objects if world.group_of[o] != world.group_of[concept] and o != nearest[concept]]
+            row = {
                 "ESR-1": 100 - rates[concept],
-                "ESR-5": _rate(per_concept, [concept], 5, hit=False),
+                "ESR-5": _rate(bench, per_concept, [concept], 5, hit=False),
+                "nearest-PSR-1": rates[nearest[concept]],
                 "neighbour-PSR-1": statistics.fmean(rates[o] for o in near),
                 "far-PSR-1": statistics.fmean(rates[o] for o in far),
-            }.items():
+            }
+            if concept in base_leak:
+                row["synonym-leak"] = _synonym_leak(bench, concept, lora)
+            own[concept] = row  # each concept's own figures, never only the mean
+            for key, value in row.items():
                 per_split.setdefault(key, []).append(value)
             if concept == concepts[0]:
                 grids.append((method, images[:: bench.images_per_concept]))
-        methods[method] = _summary(per_split, costs) | {"impact": matrix}
-    methods["none"] = {
-        "ESR-1": statistics.fmean(100 - base_rate[c] for c in concepts),
-        "neighbour-PSR-1": statistics.fmean(base_rate.values()),
-        "far-PSR-1": statistics.fmean(base_rate.values()),
-        "seconds": 0.0,
-        "peak_mem_mb": 0.0,
+        methods[method] = _summary(per_split, costs) | {"impact": matrix, "per_concept": own}
+    none_rows = {
+        "ESR-1": [100 - base_rate[c] for c in concepts],
+        "nearest-PSR-1": [base_rate[nearest[c]] for c in concepts],
+        "neighbour-PSR-1": [
+            statistics.fmean(
+                base_rate[o] for o in objects if world.group_of[o] == world.group_of[c] and o not in (c, nearest[c])
+            )
+            for c in concepts
+        ],
+        "far-PSR-1": [
+            statistics.fmean(
+                base_rate[o] for o in objects if world.group_of[o] != world.group_of[c] and o != nearest[c]
+            )
+            for c in concepts
+        ],
     }
+    if base_leak:
+        none_rows["synonym-leak"] = list(base_leak.values())
+    methods["none"] = {key: statistics.fmean(v) for key, v in none_rows.items()} | {"seconds": 0.0, "peak_mem_mb": 0.0}
     return {
         "methods": methods,
         "erased": list(concepts),
-        "grid": (list(OBJECTS), [("none", base_images[:: bench.images_per_concept])] + grids),
+        "nearest": {c: nearest[c] for c in concepts},
+        "grid": (list(objects), [("none", base_images[:: bench.images_per_concept])] + grids),
     }
 
 
 def task_styles(bench: Bench, style: str) -> dict[str, Any]:
     """Erase one style, keep the others: style-classifier accuracy on erased-style and kept-style prompts."""
-    kept_styles = [s for s in STYLES if s != style]
-    objects = OBJECTS[::3]
-    prompts = {s: [style_prompt(o, s) for o in objects for _ in range(bench.images_per_concept)] for s in STYLES}
+    world = bench.world
+    kept_styles = [s for s in world.styles if s != style]
+    objects = world.objects[::3]
+    prompts = {
+        s: [world.style_prompt(o, s) for o in objects for _ in range(bench.images_per_concept)] for s in world.styles
+    }
     methods: dict[str, Any] = {}
     grids = []
     for method in bench.methods:
         lora, cost = bench.train(method, [f"{style} style"], [f"{s} style" for s in kept_styles])
         accuracy, shown = {}, []
-        for s in STYLES:
+        for s in world.styles:
             images = bench.images(prompts[s], lora)
             _, style_logits, _, _ = bench.classify(images)
-            accuracy[s] = 100 * float((style_logits.argmax(1) == STYLE_LABELS.index(s)).float().mean())
+            accuracy[s] = 100 * float((style_logits.argmax(1) == world.style_labels.index(s)).float().mean())
             shown.append(images[0])
         grids.append((method, np.stack(shown)))
         methods[method] = {
@@ -296,24 +339,26 @@ def task_styles(bench: Bench, style: str) -> dict[str, Any]:
             "style_accuracy": accuracy,
             **cost,
         }
-    return {"methods": methods, "erased": style, "grid": (list(STYLES), grids)}
+    return {"methods": methods, "erased": style, "grid": (list(world.styles), grids)}
 
 
 def task_implicit(bench: Bench) -> dict[str, Any]:
-    """Erase "night" from the non-cross-attention layers (ESD-u); detector rate over the implicit prompts."""
-    prompts = implicit_prompts()
-    plain = [object_prompt(o) for o in OBJECTS[::2]]
+    """Erase the implicit concept from the non-cross-attention layers (ESD-u); detector rate over the implicit
+    prompts ("night_rate": the detector's head is named after the first world's concept)."""
+    world = bench.world
+    prompts = world.implicit_prompts()
+    plain = [world.object_prompt(o) for o in world.objects[::2]]
     n = bench.images_per_concept
     methods: dict[str, Any] = {}
     grids = []
     for method in bench.methods:
-        lora, cost = bench.train(method, [IMPLICIT], [], layers="noxattn")
+        lora, cost = bench.train(method, [world.implicit], [], layers="noxattn")
         images = bench.images([p for p in prompts for _ in range(n)], lora)
         _, _, night, _ = bench.classify(images)
         detected = 100 * float((night > 0).float().mean())
         plain_images = bench.images([p for p in plain for _ in range(n)], lora)
         objects, _, _, _ = bench.classify(plain_images)
-        labels = torch.tensor([OBJECTS.index(o) for o in OBJECTS[::2] for _ in range(n)])
+        labels = torch.tensor([world.objects.index(o) for o in world.objects[::2] for _ in range(n)])
         methods[method] = {
             "night_rate": detected,
             "ESR-1": 100 - detected,
@@ -328,8 +373,10 @@ def task_implicit(bench: Bench) -> dict[str, Any]:
 COLUMNS = (
     "ESR-1",
     "ESR-5",
+    "synonym-leak",
     "PSR-1",
     "PSR-5",
+    "nearest-PSR-1",
     "neighbour-PSR-1",
     "far-PSR-1",
     "FID-feat",
@@ -339,7 +386,7 @@ COLUMNS = (
 )
 
 
-def markdown(task: str, result: dict[str, Any]) -> str:
+def markdown(task: str, result: dict[str, Any], world: World = OBJECTS_WORLD) -> str:
     """The task's table, followed by the impact matrices when the result has them (the neighbours sweep)."""
     rows = result["methods"]
     columns = [c for c in COLUMNS if any(c in r for r in rows.values())]
@@ -351,33 +398,34 @@ def markdown(task: str, result: dict[str, Any]) -> str:
             spread = row.get("spread", {}).get(c)
             cells.append("-" if value is None else f"{value:.1f}" + (f" ± {spread:.1f}" if spread else ""))
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    impact = impact_markdown(result)
+    impact = impact_markdown(result, world)
     return "\n".join(lines) + "\n" + ("\n" + impact if impact else "")
 
 
-def impact_markdown(result: dict[str, Any]) -> str:
+def impact_markdown(result: dict[str, Any], world: World = OBJECTS_WORLD) -> str:
     """The neighbours sweep's impact matrix by group: the mean drop (points of top-1 rate) of each group's concepts
     when one concept is erased, averaged over the erased concepts of a group; the erased concept itself is left out."""
     lines = []
     for method, row in result["methods"].items():
         if "impact" not in row:
             continue
-        erased_groups = [g for g in GROUPS if any(GROUP_OF[c] == g for c in row["impact"])]
+        groups, group_of = world.groups, world.group_of
+        erased_groups = [g for g in groups if any(group_of[c] == g for c in row["impact"])]
         lines += [
             f"Impact of erasing one concept ({method}): rows are the erased concept's group, columns the group whose "
             "generation rate dropped (points).",
             "",
-            "| erased from | " + " | ".join(GROUPS) + " |",
-            "|---" * (len(GROUPS) + 1) + "|",
+            "| erased from | " + " | ".join(groups) + " |",
+            "|---" * (len(groups) + 1) + "|",
         ]
         for erased_group in erased_groups:
-            drops = {g: [] for g in GROUPS}
+            drops = {g: [] for g in groups}
             for concept, impact in row["impact"].items():
-                if GROUP_OF[concept] == erased_group:
+                if group_of[concept] == erased_group:
                     for other, drop in impact.items():
                         if other != concept:
-                            drops[GROUP_OF[other]].append(drop)
-            cells = [f"{statistics.fmean(drops[g]):.1f}" for g in GROUPS]
+                            drops[group_of[other]].append(drop)
+            cells = [f"{statistics.fmean(drops[g]):.1f}" for g in groups]
             lines.append(f"| {erased_group} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -389,7 +437,9 @@ def save_grid(result: dict[str, Any], path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    world = get_world(args.world)
     bench = Bench(
+        world,
         tuple(args.methods.split(",")),
         args.steps,
         args.images_per_concept,
@@ -409,26 +459,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             splits = (
                 [(tuple(erase_list), tuple(keep_list))]
                 if erase_list
-                else OBJECT_SPLITS[: 1 if args.quick else args.splits]
+                else world.object_splits[: 1 if args.quick else args.splits]
             )
             result = task_objects(bench, splits)
         elif task == "neighbours":
-            result = task_neighbours(bench, erase_list or (OBJECTS[:1] if args.quick else OBJECTS))
+            result = task_neighbours(bench, erase_list or (world.objects[:1] if args.quick else world.objects))
         elif task == "styles":
-            result = task_styles(bench, erase_list[0] if erase_list else STYLES[0])
+            result = task_styles(bench, erase_list[0] if erase_list else world.styles[0])
         else:
             result = task_implicit(bench)
         save_grid(result, out_dir / f"{task}.png")
         result.pop("grid")
         result["wall_s"] = time.perf_counter() - start
         results[task] = result
-        table = markdown(task, result)
+        table = markdown(task, result, world)
         (out_dir / f"{task}.md").write_text(table)
         logger.info("%s done in %.0f s\n%s", task, result["wall_s"], table)
     report = {
         "methods": results[tasks[0]]["methods"],
         "tasks": results,
-        "settings": {k: v for k, v in asdict(bench).items() if k != "overrides"} | {"overrides": bench.overrides},
+        "world": world.name,
+        "settings": {k: v for k, v in asdict(bench).items() if k not in ("overrides", "world")}
+        | {"overrides": bench.overrides},
         "machine": _machine(args.device),
     }
     return report
@@ -447,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.miniworld.evaluate", description=__doc__.splitlines()[0]
     )
+    parser.add_argument("--world", default="objects", choices=tuple(WORLDS), help="which miniature world")
     parser.add_argument("--list-concepts", action="store_true", help="print the world's concepts as JSON and exit")
     parser.add_argument(
         "--erase", help="comma-separated concepts to erase (objects: one split; neighbours: the sweep)"
@@ -466,8 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--splits",
         type=int,
-        default=len(OBJECT_SPLITS),
-        choices=range(1, len(OBJECT_SPLITS) + 1),
+        default=SPLITS,
+        choices=range(1, SPLITS + 1),
         help="objects task: run the first N splits (1 and 2 together erase each of the ten concepts once)",
     )
     parser.add_argument(
@@ -490,7 +543,7 @@ def merged_settings(sets: list[str] | None) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list_concepts:
-        print(json.dumps(list_concepts()))
+        print(json.dumps(get_world(args.world).list_concepts()))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     os.environ[CACHE_ENV] = "off"  # every run pays the candidate search's set-up: comparable seconds

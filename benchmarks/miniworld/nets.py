@@ -5,12 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .world import OBJECTS, STYLES
-
-IMAGE_SIZE = 32
-LATENT_SIZE = 8
-
-VAE_CONFIG = {
+# The objects world (the demo model): 32x32 images, 8x8 latents, a three-level UNet.
+OBJECTS_VAE_CONFIG = {
     "in_channels": 3,
     "out_channels": 3,
     "down_block_types": ("DownEncoderBlock2D",) * 3,
@@ -19,11 +15,11 @@ VAE_CONFIG = {
     "layers_per_block": 1,
     "latent_channels": 4,
     "norm_num_groups": 16,
-    "sample_size": IMAGE_SIZE,
+    "sample_size": 32,
 }
 
-UNET_CONFIG = {
-    "sample_size": LATENT_SIZE,
+OBJECTS_UNET_CONFIG = {
+    "sample_size": 8,
     "in_channels": 4,
     "out_channels": 4,
     "layers_per_block": 1,
@@ -33,6 +29,34 @@ UNET_CONFIG = {
     "cross_attention_dim": 384,  # all-MiniLM-L6-v2 token states
     "attention_head_dim": 8,
     "norm_num_groups": 32,
+}
+
+# The icons world: 24x24 images, an autoencoder that halves once (12x12 latents), and a two-level UNet with two
+# ResBlocks per level, 16-wide heads and attention only at the coarse level and the middle (SD has it everywhere but
+# the coarsest level), which keeps it trainable on two CPU cores.
+ICONS_VAE_CONFIG = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ("DownEncoderBlock2D",) * 2,
+    "up_block_types": ("UpDecoderBlock2D",) * 2,
+    "block_out_channels": (32, 64),
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "norm_num_groups": 16,
+    "sample_size": 24,
+}
+
+ICONS_UNET_CONFIG = {
+    "sample_size": 12,
+    "in_channels": 4,
+    "out_channels": 4,
+    "layers_per_block": 2,
+    "block_out_channels": (48, 96),
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+    "cross_attention_dim": 384,
+    "attention_head_dim": 16,
+    "norm_num_groups": 16,
 }
 
 # The SD noise schedule, so the engine's DDIM defaults (50 steps, 1..981) apply unchanged.
@@ -47,13 +71,12 @@ SCHEDULER_CONFIG = {
     "prediction_type": "epsilon",
 }
 
-STYLE_LABELS = ("plain", *STYLES)
-
 
 class Classifier(nn.Module):
-    """A small CNN with three heads: object (25), style (5) and night (1 logit). Trained on renders only."""
+    """A small CNN with three heads: concept, style (with "plain") and the implicit concept (1 logit; the head is
+    called `night` after the first world's). Trained on renders only."""
 
-    def __init__(self, width: int = 48) -> None:
+    def __init__(self, n_objects: int, n_styles: int, width: int = 48) -> None:
         super().__init__()
 
         def block(c_in: int, c_out: int) -> nn.Sequential:
@@ -65,8 +88,8 @@ class Classifier(nn.Module):
         self.body = nn.Sequential(
             block(3, width), nn.MaxPool2d(2), block(width, 2 * width), nn.MaxPool2d(2), block(2 * width, 4 * width)
         )
-        self.objects = nn.Linear(4 * width, len(OBJECTS))
-        self.styles = nn.Linear(4 * width, len(STYLE_LABELS))
+        self.objects = nn.Linear(4 * width, n_objects)
+        self.styles = nn.Linear(4 * width, n_styles)
         self.night = nn.Linear(4 * width, 1)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .world import OBJECTS, Scene
+from .world import OBJECTS_WORLD, Scene
 
 CANVAS = 64
 STRIPE_PERIOD = 20  # canvas pixels; 6.5-10 px in the 32x32 image after the object's scaling
@@ -232,7 +232,7 @@ def bell(d, f, ink, w):
     _ellipse(d, -0.12, -1.0, 0.12, -0.8, None, ink, w)
 
 
-SHAPES: dict[str, Shape] = {name: globals()[name] for name in OBJECTS}
+SHAPES: dict[str, Shape] = {name: globals()[name] for name in OBJECTS_WORLD.objects}
 
 
 # -- styles, backgrounds, scenes --------------------------------------------------------------------------------
@@ -271,7 +271,9 @@ def _object_layer(scene: Scene, rng: random.Random) -> Image.Image:
     d = ImageDraw.Draw(layer)
     fill = _colour(rng)
     if scene.style == "sketch":  # outlines only, in one dark or bright ink
-        ink = _colour(rng) if scene.night else rng.choice([(30, 30, 30, 255), _colour(rng)])  # visible on dark skies
+        ink = (
+            _colour(rng) if scene.implicit else rng.choice([(30, 30, 30, 255), _colour(rng)])
+        )  # visible on dark skies
         SHAPES[scene.obj](d, None, ink, 2)
         return layer
     SHAPES[scene.obj](d, fill, _darker(fill), 2)
@@ -310,20 +312,15 @@ def _background(night: bool, rng: random.Random) -> Image.Image:
 
 def render(scene: Scene, seed: int, size: int = 32) -> Image.Image:
     """One image of `scene`; the same (scene, seed) always gives the same pixels."""
-    rng = random.Random(f"{scene.obj}|{scene.style}|{scene.night}|{seed}")
+    rng = random.Random(f"{scene.obj}|{scene.style}|{scene.implicit}|{seed}")
     layer = _object_layer(scene, rng)
     scale = rng.uniform(0.65, 1.0)
     side = int(CANVAS * scale)
     layer = layer.resize((side, side), Image.Resampling.BILINEAR).rotate(
         rng.uniform(-20, 20), resample=Image.Resampling.BILINEAR, expand=False
     )
-    image = _background(scene.night, rng)
+    image = _background(scene.implicit, rng)
     x = (CANVAS - side) // 2 + rng.randint(-(CANVAS - side) // 2, (CANVAS - side) // 2)
     y = (CANVAS - side) // 2 + rng.randint(-(CANVAS - side) // 2, (CANVAS - side) // 2)
     image.paste(layer, (x, y), layer)
     return image.resize((size, size), Image.Resampling.LANCZOS) if size != CANVAS else image
-
-
-def render_batch(scenes: list[Scene], seeds: list[int], size: int = 32) -> np.ndarray:
-    """uint8 array [N, size, size, 3]."""
-    return np.stack([np.asarray(render(s, seed, size)) for s, seed in zip(scenes, seeds, strict=True)])

@@ -20,7 +20,7 @@ from erasure_core.defaults import MINIWORLD_RECIPE
 from erasure_core.demo import load_demo
 from erasure_core.preview import decode_images, generate_latents
 
-from .world import object_prompt
+from .world import OBJECTS_WORLD
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,9 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     demo = load_demo(args.device)
-    generate_latents(demo.backend, [object_prompt("apple")] * 4, range(4), steps=2)  # warm-up
+    generate_latents(demo.backend, [OBJECTS_WORLD.object_prompt("apple")] * 4, range(4), steps=2)  # warm-up
     start = time.perf_counter()
-    latents = generate_latents(demo.backend, [object_prompt("apple")] * 64, range(64), steps=25)
+    latents = generate_latents(demo.backend, [OBJECTS_WORLD.object_prompt("apple")] * 64, range(64), steps=25)
     decode_images(demo.vae, latents)
     report: dict = {"device": args.device, "threads": torch.get_num_threads(), "cpus": os.cpu_count()}
     report["sample_64_images_25_steps_s"] = time.perf_counter() - start

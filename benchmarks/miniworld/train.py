@@ -1,11 +1,11 @@
-"""Train the miniature world: classifier, autoencoder and UNet, then check the model generates its concepts.
+"""Train a miniature world: classifier, autoencoder and UNet, then check the model generates its concepts.
 
-    python -m benchmarks.miniworld.train [--device cuda] [--out erasure_core/data/demo]
+    python -m benchmarks.miniworld.train [--world objects|icons] [--device cuda] [--out FOLDER]
 
-Deterministic for a seed on one machine. The shipped weights took 72 minutes on this project's 2-core CPU
-(`--device cpu`, the model card has the breakdown); an earlier version of the world (finer stripes and dots, the
-same sizes and steps) took 7 minutes on an H100 with `--device cuda`. Writes the demo model as a diffusers-style
-folder (fp16 safetensors), the evaluation classifier, the measured figures (`metrics.json`) and the model card.
+Deterministic for a seed on one machine. The objects world's weights (the demo model) took 72 minutes on this
+project's 2-core CPU (`--device cpu`, the model card has the breakdown); an earlier version of that world took 7
+minutes on an H100 with `--device cuda`. Writes the model as a diffusers-style folder (fp16 safetensors; by default
+the world's own folder), the evaluation classifier, the measured figures (`metrics.json`) and the model card.
 """
 
 from __future__ import annotations
@@ -24,13 +24,12 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from erasure_core.demo import DEMO_DIR
 from erasure_core.preview import decode_images
 
 from .card import write_model_card
 from .data import RenderedSet, caption_cache
-from .nets import SCHEDULER_CONFIG, STYLE_LABELS, UNET_CONFIG, VAE_CONFIG, Classifier, to_tensor
-from .world import OBJECTS, STYLES, object_prompt, style_prompt
+from .nets import SCHEDULER_CONFIG, Classifier, to_tensor
+from .world import WORLDS, World, get_world
 
 logger = logging.getLogger("miniworld.train")
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -71,9 +70,13 @@ def _cosine(step: int, total: int, warmup: int = 100) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def make_classifier(world: World) -> Classifier:
+    return Classifier(len(world.objects), len(world.style_labels))
+
+
 def train_classifier(train: RenderedSet, s: TrainSettings, device: str) -> Classifier:
-    model = Classifier().to(device)
-    images, (objects, styles, night) = to_tensor(train.images), train.labels()
+    model = make_classifier(train.world).to(device)
+    images, (objects, styles, implicit) = to_tensor(train.images), train.labels()
     steps = s.classifier_epochs * (len(train.scenes) // 256)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _cosine(i, steps))
@@ -82,7 +85,7 @@ def train_classifier(train: RenderedSet, s: TrainSettings, device: str) -> Class
         loss = (
             F.cross_entropy(o, objects[idx].to(device))
             + F.cross_entropy(st, styles[idx].to(device))
-            + F.binary_cross_entropy_with_logits(n, night[idx].to(device))
+            + F.binary_cross_entropy_with_logits(n, implicit[idx].to(device))
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -95,22 +98,25 @@ def train_classifier(train: RenderedSet, s: TrainSettings, device: str) -> Class
 
 @torch.no_grad()
 def classifier_accuracy(model: Classifier, images: np.ndarray, test: RenderedSet, device: str) -> dict[str, float]:
-    objects, styles, night = test.labels()
+    objects, styles, implicit = test.labels()
     preds = [model(to_tensor(images[i : i + 512]).to(device)) for i in range(0, len(images), 512)]
     o, st, n = (torch.cat([p[k] for p in preds]).cpu() for k in range(3))
     hits = st.argmax(1) == styles
     return {
         "object_top1": float((o.argmax(1) == objects).float().mean()),
         "style_top1": float(hits.float().mean()),
-        **{f"style_top1_{name}": float(hits[styles == i].float().mean()) for i, name in enumerate(STYLE_LABELS)},
-        "night_accuracy": float(((n > 0).float() == night).float().mean()),
+        **{
+            f"style_top1_{name}": float(hits[styles == i].float().mean())
+            for i, name in enumerate(test.world.style_labels)
+        },
+        "implicit_accuracy": float(((n > 0).float() == implicit).float().mean()),
     }
 
 
 def train_vae(train: RenderedSet, s: TrainSettings, device: str):
     from diffusers import AutoencoderKL
 
-    vae = AutoencoderKL(**VAE_CONFIG).to(device)
+    vae = AutoencoderKL(**train.world.vae_config).to(device)
     images = to_tensor(train.images)
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _cosine(i, s.vae_steps))
@@ -139,12 +145,17 @@ def encode_latents(vae, images: np.ndarray, device: str) -> torch.Tensor:
 
 
 def train_unet(
-    latents: torch.Tensor, caption_ids: np.ndarray, embeddings: torch.Tensor, s: TrainSettings, device: str
+    world: World,
+    latents: torch.Tensor,
+    caption_ids: np.ndarray,
+    embeddings: torch.Tensor,
+    s: TrainSettings,
+    device: str,
 ):
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
-    unet = UNet2DConditionModel(**UNET_CONFIG).to(device)
-    ema = UNet2DConditionModel(**UNET_CONFIG).to(device)
+    unet = UNet2DConditionModel(**world.unet_config).to(device)
+    ema = UNet2DConditionModel(**world.unet_config).to(device)
     ema.load_state_dict(unet.state_dict())
     ema.requires_grad_(False)
     alphas = DDPMScheduler(
@@ -200,49 +211,59 @@ def save_demo(out: Path, unet, vae, classifier: Classifier) -> None:
     save_file(tensors, str(out / "classifier.safetensors"))
 
 
-def evaluate_generations(out: Path, classifier: Classifier, s: TrainSettings, device: str) -> dict[str, float]:
+def evaluate_generations(
+    world: World, out: Path, classifier: Classifier, s: TrainSettings, device: str
+) -> dict[str, float]:
     """How well the saved model draws what it is asked: objects (the papers' SD baseline analogue) and each style."""
     from erasure_core.demo import load_demo
     from erasure_core.preview import generate_images
 
     demo = load_demo(device, out)
     n = s.eval_images_per_object
-    prompts = [object_prompt(o) for o in OBJECTS for _ in range(n)]
-    prompts += [style_prompt(o, st) for st in STYLES for o in OBJECTS for _ in range(n // 4)]
+    objects, style_names = world.objects, world.styles
+    prompts = [world.object_prompt(o) for o in objects for _ in range(n)]
+    prompts += [world.style_prompt(o, st) for st in style_names for o in objects for _ in range(n // 4)]
     images = generate_images(
         demo.backend, demo.vae, prompts, list(range(len(prompts))), steps=s.eval_steps, guidance=s.eval_guidance
     )
     with torch.no_grad():
-        objects, styles, _ = (t.cpu() for t in classifier.float().to(device)(to_tensor(images).to(device)))
-    labels = torch.tensor([OBJECTS.index(o) for o in OBJECTS for _ in range(n)])
-    plain = objects[: len(labels)]
-    drawn = styles[len(labels) :].argmax(1).view(len(STYLES), -1)
+        concept_logits, styles, _ = (t.cpu() for t in classifier.float().to(device)(to_tensor(images).to(device)))
+    labels = torch.tensor([objects.index(o) for o in objects for _ in range(n)])
+    plain = concept_logits[: len(labels)]
+    drawn = styles[len(labels) :].argmax(1).view(len(style_names), -1)
     return {
         "generation_object_top1": float((plain.argmax(1) == labels).float().mean()),
         "generation_object_top5": float((plain.topk(5, 1).indices == labels[:, None]).any(1).float().mean()),
         **{
-            f"generation_style_top1_{st}": float((drawn[i] == STYLE_LABELS.index(st)).float().mean())
-            for i, st in enumerate(STYLES)
+            f"generation_style_top1_{st}": float((drawn[i] == world.style_labels.index(st)).float().mean())
+            for i, st in enumerate(style_names)
         },
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEMO_DIR)
+    parser.add_argument("--world", default="objects", choices=tuple(WORLDS))
+    parser.add_argument("--out", type=Path, help="model folder (default: the world's own)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--captions", type=Path, default=CACHE / "captions.safetensors", help="caption encoding cache")
+    parser.add_argument("--captions", type=Path, help="caption encoding cache (default: one per world)")
     for name, value in asdict(TrainSettings()).items():
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     s = TrainSettings(**{k: getattr(args, k) for k in asdict(TrainSettings())})
+    world = get_world(args.world)
+    out = args.out or world.model_dir
+    captions_path = args.captions or CACHE / (
+        "captions.safetensors" if world.name == "objects" else f"captions-{world.name}.safetensors"
+    )
     torch.manual_seed(s.seed)
     timings: dict[str, float] = {}
     start = time.perf_counter()
 
-    captions, embeddings = caption_cache(args.captions, s.seed)
-    train, test = RenderedSet.make(s.train_images, s.seed), RenderedSet.make(s.test_images, s.seed + 10_000)
+    captions, embeddings = caption_cache(captions_path, s.seed, world)
+    train = RenderedSet.make(s.train_images, s.seed, world)
+    test = RenderedSet.make(s.test_images, s.seed + 10_000, world)
     timings["data_s"] = time.perf_counter() - start
 
     t = time.perf_counter()
@@ -270,15 +291,16 @@ def main(argv: list[str] | None = None) -> int:
 
     t = time.perf_counter()
     caption_ids = captions.pick(train.scenes, s.seed + 3)
-    unet = train_unet(train_latents * vae.config.scaling_factor, caption_ids, embeddings, s, args.device)
+    unet = train_unet(world, train_latents * vae.config.scaling_factor, caption_ids, embeddings, s, args.device)
     timings["unet_s"] = time.perf_counter() - t
 
-    save_demo(args.out, unet, vae, classifier)
+    save_demo(out, unet, vae, classifier)
     t = time.perf_counter()
-    metrics.update(evaluate_generations(args.out, classifier, s, args.device))
+    metrics.update(evaluate_generations(world, out, classifier, s, args.device))
     timings["eval_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - start
     record = {
+        "world": world.name,
         "command": "python -m benchmarks.miniworld.train " + " ".join(argv if argv is not None else sys.argv[1:]),
         "settings": asdict(s),
         "metrics": metrics,
@@ -286,8 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         "device": _device_name(args.device),
         "captions": len(captions.captions),
     }
-    (args.out / "metrics.json").write_text(json.dumps(record, indent=2))
-    write_model_card(args.out)
+    (out / "metrics.json").write_text(json.dumps(record, indent=2))
+    write_model_card(world, out)
     logger.info("done: %s", json.dumps(record))
     return 0
 

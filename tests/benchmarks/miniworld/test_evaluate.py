@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.miniworld.evaluate import main as evaluate
+from benchmarks.miniworld.world import OBJECTS_WORLD
 from erasure_core import load_lora
 from erasure_core.cli import main as cli
 
@@ -17,7 +18,24 @@ KEYS = {"ESR-1", "ESR-5", "PSR-1", "PSR-5", "neighbour-PSR-1", "seconds", "peak_
 def test_list_concepts_prints_json(capsys: pytest.CaptureFixture) -> None:
     assert evaluate(["--list-concepts"]) == 0
     concepts = json.loads(capsys.readouterr().out)
-    assert set(concepts) == {"groups", "styles", "implicit"}
+    assert set(concepts) == {"world", "groups", "styles", "implicit"} and concepts["world"] == "objects"
+    assert evaluate(["--world", "icons", "--list-concepts"]) == 0
+    assert json.loads(capsys.readouterr().out)["implicit"] == "underwater"
+
+
+def test_neighbours_run_reports_the_nearest_concept_and_the_synonym_on_their_own(tmp_path: Path) -> None:
+    report_path = tmp_path / "r.json"
+    argv = ["--task", "neighbours", "--erase", "car", "--methods", "none,esd", "--steps", "2",
+            "--images-per-concept", "2", "--device", "cpu", "--json", str(report_path), "--out-dir", str(tmp_path)]  # fmt: skip
+    assert evaluate(argv) == 0
+    report = json.loads(report_path.read_text())
+    task = report["tasks"]["neighbours"]
+    assert task["nearest"]["car"] in OBJECTS_WORLD.objects and task["nearest"]["car"] != "car"
+    esd = report["methods"]["esd"]
+    assert {"nearest-PSR-1", "neighbour-PSR-1", "far-PSR-1", "synonym-leak"} <= set(esd)
+    assert set(esd["per_concept"]) == {"car"} and "synonym-leak" in esd["per_concept"]["car"]  # "automobile"
+    assert "synonym-leak" in report["methods"]["none"] and report["world"] == "objects"
+    assert "| nearest-PSR-1 |" in (tmp_path / "neighbours.md").read_text().replace(" | ", " |\n| ")
 
 
 def test_tiny_objects_run_writes_a_well_formed_report(tmp_path: Path) -> None:
@@ -59,10 +77,10 @@ def test_demo_command_erases_and_writes_lora_and_grid(tmp_path: Path, capsys: py
 
 def test_impact_matrix_averages_drops_by_group_leaving_out_the_erased_concept() -> None:
     from benchmarks.miniworld.evaluate import impact_markdown
-    from benchmarks.miniworld.world import GROUPS, OBJECTS
 
-    fruits = GROUPS["fruits"]
-    impact = {o: 0.0 for o in OBJECTS} | {fruits[0]: 100.0, fruits[1]: 20.0, GROUPS["tools"][0]: 10.0}
+    groups = OBJECTS_WORLD.groups
+    fruits = groups["fruits"]
+    impact = {o: 0.0 for o in OBJECTS_WORLD.objects} | {fruits[0]: 100.0, fruits[1]: 20.0, groups["tools"][0]: 10.0}
     table = impact_markdown({"methods": {"esd": {"impact": {fruits[0]: impact}}, "none": {"ESR-1": 0.0}}})
     row = next(line for line in table.splitlines() if line.startswith("| fruits |"))
     cells = [float(c) for c in row.strip("|").split("|")[1:]]
