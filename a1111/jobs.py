@@ -231,6 +231,10 @@ class JobResult:
             "audit": r.audit.to_dict() if r.audit else None,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "unet_evals": r.unet_evals,
+            "steps_trained": r.steps_trained,
+            "not_erased": r.not_erased,  # concepts below `erased_at` when the budget ran out
+            "stopped": r.stop_reason(),
+            "erasure_checks": r.checks,
             "losses": [round(v, 6) for v in r.losses],
             "settings": r.config.resolved().to_dict(),
             "preview_rows": [{"role": role, "prompt": p} for role, p in self.grid_rows],
@@ -314,7 +318,7 @@ def write_card(lora_path: Path, result: EraseResult) -> Path:
     """The Lora tab's card: A1111 and Forge read `<name>.json` beside the file for its description and version."""
     c = result.config
     kept = f"; keeps {', '.join(c.keep)}" if c.keep else ""
-    steps = "closed form" if c.method == "uce" else f"{c.steps} steps"
+    steps = "closed form" if c.method == "uce" else f"{result.steps_trained} steps"
     card = {
         "description": f"Erases {', '.join(c.erase)}{kept} ({c.method.upper()}, {steps}, made on {result.base_model}).",
         "sd version": SD_VERSION[result.arch],

@@ -53,6 +53,7 @@ def results_html(job: JobResult) -> str:
         + f". Training {job.timings.get('training_s', 0):.1f} s, {r.unet_evals} UNet evaluations"
         + (f", preview {job.timings['preview_s']:.1f} s" if "preview_s" in job.timings else "")
         + ".</p>",
+        f"<p>{html.escape(r.stop_reason())}</p>",
     ]
     for concept, words in r.found.items():
         lines.append(f"<p>Nearby concepts of '{html.escape(concept)}': {html.escape(', '.join(words[:8]))}</p>")

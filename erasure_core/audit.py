@@ -66,7 +66,101 @@ class AuditReport:
         return "\n".join(lines)
 
 
-@torch.no_grad()
+class ProbeSet:
+    """The audit's probes with everything the original model says about them computed once: latents sampled by the
+    original model, its predictions there, each erased probe's target direction and each prompt's guidance size.
+    `score()` then needs one edited forward per probe, so the trainer can measure erasure as it goes (`monitor.py`)
+    with the same numbers the final audit reports."""
+
+    @torch.no_grad()
+    def __init__(
+        self,
+        backend: Backend,
+        probes: Sequence[Probe],
+        samples: int,
+        ddim_steps: int,
+        guidance: float,
+        seed: int,
+        latent_shape: tuple[int, int, int],
+    ) -> None:
+        self.backend = backend
+        self.probes = list(probes)
+        self._cond_cache: dict[str, Conditioning] = {}
+        self._cached: list[dict[str, Any]] = []
+        if samples == 0 or not self.probes:
+            return
+        self._encode(sorted({p.prompt for p in self.probes} | {a for p in self.probes for a, _ in p.anchors} | {""}))
+        schedule = ddim_timesteps(backend.alphas_cumprod.shape[0], ddim_steps)
+        path = tuple(reversed(schedule))
+        record = [path[len(path) * k // 4] for k in (1, 2, 3)]  # a quarter, half and three quarters of the way down
+        generator = torch.Generator().manual_seed(seed)
+        z = torch.randn((samples, *latent_shape), generator=generator).to(backend.device)
+
+        def predict(x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+            return backend.predict_noise(x, t, cond)
+
+        uncond = self._cond_cache[""]
+        with edit_disabled(backend.unet):
+            for probe in self.probes:
+                cond = self._cond_cache[probe.prompt]
+                _, latents = ddim_sample(
+                    predict, z, cond.repeat(samples), uncond, guidance, path, backend.alphas_cumprod, record
+                )
+                x = torch.cat([latents[t] for t in record])
+                t = torch.tensor(record, device=x.device).repeat_interleave(samples)
+                original, unconditional = _predict_each(backend, x, t, [cond, uncond])
+                entry = {"x": x, "t": t, "original": original, "guidance": (original - unconditional).norm()}
+                self._cached.append(entry)
+                if probe.role == "erased":
+                    self._set_direction(entry, probe)
+
+    def _encode(self, prompts: Sequence[str]) -> None:
+        new = [p for p in prompts if p not in self._cond_cache]
+        if new:
+            conds = self.backend.encode_prompts(new)
+            self._cond_cache.update({text: conds.select(i) for i, text in enumerate(new)})
+
+    def _set_direction(self, entry: dict[str, Any], probe: Probe) -> None:
+        """The erased probe's target minus the original prediction: eps(anchor) - eta (eps(c) - eps(anchor)) - eps(c)."""
+        original = entry["original"]
+        anchor_preds = _predict_each(
+            self.backend, entry["x"], entry["t"], [self._cond_cache[a] for a, _ in probe.anchors]
+        )
+        anchor = sum(w * p for (_, w), p in zip(probe.anchors, anchor_preds, strict=True))
+        entry["direction"] = (anchor - probe.eta * (original - anchor)) - original
+
+    @torch.no_grad()
+    def retarget(self, prompt: str, anchors: tuple[tuple[str, float], ...]) -> None:
+        """Point an erased probe at a new target (AGE's learned distribution as it stands), so that what is measured
+        is what training is steering to."""
+        for i, probe in enumerate(self.probes):
+            if probe.prompt == prompt and probe.role == "erased" and probe.anchors != anchors and self._cached:
+                self._encode([a for a, _ in anchors])
+                self.probes[i] = Probe(probe.prompt, probe.role, anchors, probe.eta)
+                with edit_disabled(self.backend.unet):
+                    self._set_direction(self._cached[i], self.probes[i])
+
+    @torch.no_grad()
+    def score(self) -> AuditReport:
+        """Erasure and drift of every probe under the edit currently in the UNet."""
+        report = AuditReport()
+        for probe, entry in zip(self.probes, self._cached, strict=False):
+            n = entry["x"].shape[0]
+            edited = self.backend.predict_noise(entry["x"], entry["t"], self._cond_cache[probe.prompt].repeat(n))
+            change = edited.float() - entry["original"]
+            row: dict[str, Any] = {
+                "prompt": probe.prompt,
+                "role": probe.role,
+                "drift": float(change.norm() / entry["guidance"].clamp_min(1e-12)),
+            }
+            if probe.role == "erased":
+                direction = entry["direction"]
+                coefficient = (change * direction).sum() / (direction * direction).sum().clamp_min(1e-12)
+                row["erasure"] = float(coefficient.clamp(0.0, 1.0))
+            report.rows.append(row)
+        return report
+
+
 def audit_loaded(
     backend: Backend,
     probes: Sequence[Probe],
@@ -77,46 +171,7 @@ def audit_loaded(
     latent_shape: tuple[int, int, int],
 ) -> AuditReport:
     """Audit the LoRA currently injected in `backend.unet` (see `erasure_core.run_audit` for a file or weights)."""
-    report = AuditReport()
-    if samples == 0 or not probes:
-        return report
-    prompts = sorted({p.prompt for p in probes} | {a for p in probes for a, _ in p.anchors} | {""})
-    conds = backend.encode_prompts(prompts)
-    cond_of = {text: conds.select(i) for i, text in enumerate(prompts)}
-    schedule = ddim_timesteps(backend.alphas_cumprod.shape[0], ddim_steps)
-    path = tuple(reversed(schedule))
-    record = [path[len(path) * k // 4] for k in (1, 2, 3)]  # a quarter, half and three quarters of the way down
-    generator = torch.Generator().manual_seed(seed)
-    z = torch.randn((samples, *latent_shape), generator=generator).to(backend.device)
-
-    def predict(x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-        return backend.predict_noise(x, t, cond)
-
-    for probe in probes:
-        cond = cond_of[probe.prompt].repeat(samples)
-        with edit_disabled(backend.unet):
-            _, latents = ddim_sample(predict, z, cond, cond_of[""], guidance, path, backend.alphas_cumprod, record)
-        x = torch.cat([latents[t] for t in record])
-        t = torch.tensor(record, device=x.device).repeat_interleave(samples)
-        n = x.shape[0]
-        edited = backend.predict_noise(x, t, cond_of[probe.prompt].repeat(n)).float()
-        with edit_disabled(backend.unet):
-            original, uncond = _predict_each(backend, x, t, [cond_of[probe.prompt], cond_of[""]])
-        change = edited - original
-        row: dict[str, Any] = {
-            "prompt": probe.prompt,
-            "role": probe.role,
-            "drift": float(change.norm() / (original - uncond).norm().clamp_min(1e-12)),
-        }
-        if probe.role == "erased":
-            with edit_disabled(backend.unet):
-                anchor_preds = _predict_each(backend, x, t, [cond_of[a] for a, _ in probe.anchors])
-            anchor = sum(w * p for (_, w), p in zip(probe.anchors, anchor_preds, strict=True))
-            direction = (anchor - probe.eta * (original - anchor)) - original
-            coefficient = (change * direction).sum() / (direction * direction).sum().clamp_min(1e-12)
-            row["erasure"] = float(coefficient.clamp(0.0, 1.0))
-        report.rows.append(row)
-    return report
+    return ProbeSet(backend, probes, samples, ddim_steps, guidance, seed, latent_shape).score()
 
 
 def _predict_each(backend: Backend, x: torch.Tensor, t: torch.Tensor, conds: list[Conditioning]) -> list[torch.Tensor]:

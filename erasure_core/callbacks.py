@@ -17,6 +17,7 @@ INFO_FOUND = "found"  # str: EAP's current adversarial concept or AGE's current 
 INFO_PREVIEW = "preview"  # torch.Tensor [C, H, W]: the erased prompt's training latent (every `preview_every` steps)
 INFO_PHASE = "phase"  # str: "search" (vocabulary encoding), "train", "audit"
 INFO_UNET_EVALS = "unet_evals"  # int: UNet evaluations spent so far in training (see TrainingContext)
+INFO_ERASURE = "erasure"  # dict[str, float]: each erased concept's measured erasure, on the steps it is measured
 
 
 def _no_progress(step: int, total: int, info: dict[str, Any]) -> None:

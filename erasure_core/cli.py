@@ -18,13 +18,14 @@ from typing import Any
 import torch
 
 from . import jsonsafe
-from .callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
+from .callbacks import INFO_CONCEPT, INFO_ERASURE, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
 from .config import CONFIG_CLASSES, EraseConfig, make_config, method_defaults
 from .defaults import DEMO_OVERRIDES
 from .demo import load_demo
 from .errors import ConfigError, ErasureError, ModelError
 from .files import atomic_write
 from .lora.export import load_lora
+from .monitor import format_erasure
 from .trainer import erase, export_lora, run_audit
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -151,6 +152,7 @@ def _progress_callbacks(total: int) -> tuple[Callbacks, Any]:
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, desc="erasing", unit="step", dynamic_ncols=True)
+    measured: dict[str, float] = {}
 
     def on_step(step: int, steps: int, info: dict[str, Any]) -> None:
         if info.get(INFO_PHASE) == "search":
@@ -166,6 +168,9 @@ def _progress_callbacks(total: int) -> tuple[Callbacks, Any]:
             postfix["concept"] = info[INFO_CONCEPT]
         if INFO_FOUND in info:
             postfix["found"] = info[INFO_FOUND]
+        measured.update(info.get(INFO_ERASURE, {}))
+        if measured:  # the last measured erasure of each concept (0..1)
+            postfix["erasure"] = format_erasure(measured)
         bar.set_postfix(postfix, refresh=False)
         bar.refresh()
 
@@ -189,7 +194,7 @@ def _run_erase(args: argparse.Namespace) -> int:
     preview = args.preview if args.preview is not None else args.model == DEMO_MODEL
     if preview and getattr(backend, "vae", None) is None:
         raise ConfigError("This model has no autoencoder loaded, so no preview can be drawn; drop --preview.")
-    callbacks, bar = _progress_callbacks(1 if config.method == "uce" else config.steps)
+    callbacks, bar = _progress_callbacks(config.total_steps)
     try:
         result = erase(backend, config, callbacks, resume=resume)
     finally:
@@ -202,6 +207,7 @@ def _run_erase(args: argparse.Namespace) -> int:
         print(result.audit.table())
     if "preview" in report:
         print(f"before/after grid written to {report['preview']}")
+    print(result.stop_reason())
     print(
         f"{config.method}: {result.seconds:.1f} s, peak memory {result.peak_memory_mb:.0f} MB, "
         f"{result.unet_evals} UNet evaluations, LoRA written to {out}"

@@ -119,7 +119,12 @@ class EraseConfig:
     rank: int | None = _opt("LoRA rank.", min=1, max=1024)
     alpha: float | None = _opt("LoRA alpha (scale = alpha / rank).", min=0.0)
     lr: float | None = _opt("Learning rate of the LoRA weights.", min=0.0, max=1.0)
-    steps: int | None = _opt("Parameter update steps.", min=1, max=1_000_000)
+    steps: int | None = _opt(
+        "Parameter update steps per erased concept (the concepts take turns, so a run makes steps x concepts); "
+        "with `until_erased` the budget, most runs stop sooner.",
+        min=1,
+        max=1_000_000,
+    )
     seed: int | None = _opt("Random seed; the same seed and inputs give the same LoRA.", min=0)
     sample_guidance: float | None = _opt(
         "Guidance scale of the partial sampling that makes training latents.", min=0.0
@@ -172,6 +177,20 @@ class EraseConfig:
     resolution: int | None = field(
         default=None, metadata={"help": "Training resolution in pixels (default: the model's native size).", "min": 8}
     )
+    until_erased: bool | None = _opt(
+        "Stop once every erased concept is erased (its measured erasure reaches `erased_at`); `steps` is then the "
+        "budget. Off: train exactly `steps` steps."
+    )
+    erased_at: float | None = _opt(
+        "Erasure score (0..1, the audit's) at which a concept counts as erased and training stops for it.",
+        min=0.0,
+        max=1.0,
+    )
+    check_every: int | None = _opt("Steps between two measurements of every concept's erasure.", min=1)
+    check_samples: int | None = _opt("Fixed latents per concept the erasure is measured on.", min=1, max=64)
+    adam_per_concept: bool | None = _opt(
+        "One Adam state per erased concept over the shared LoRA (off: one for all, as the reference)."
+    )
     audit_samples: int | None = _opt("Latents per probe prompt in the audit (0 skips the audit).", min=0, max=64)
     audit_ddim_steps: int | None = _opt("DDIM steps used to make the audit's latents.", min=2, max=1000)
 
@@ -210,6 +229,11 @@ class EraseConfig:
             if "max" in meta and value > meta["max"]:
                 raise ConfigError(f"`{f.name}` is {value}; it must be at most {meta['max']}.")
 
+    @property
+    def total_steps(self) -> int:
+        """Training steps of the whole run at most: `steps` for each erased concept (UCE: one closed-form solve)."""
+        return 1 if self.method == "uce" else self.steps * len(self.erase)
+
     def resolved_pool_refreshes(self) -> int:
         """The latent-pool refreshes this run makes: `pool_refreshes`, with 'auto' resolved (0 = no pool)."""
         if self.pool_refreshes != AUTO:
@@ -237,7 +261,7 @@ class EraseConfig:
 
     def _pool_pays(self, refreshes: int) -> bool:
         """Whether each stored trajectory serves at least POOL_AUTO_MIN_REUSE training latents (`auto`'s rule)."""
-        reuse = self.steps * self.batch_size / (len(self.erase) * self.pool_trajectories * refreshes)
+        reuse = self.total_steps * self.batch_size / (len(self.erase) * self.pool_trajectories * refreshes)
         return self.layers in POOL_AUTO_LAYERS and reuse >= POOL_AUTO_MIN_REUSE
 
     def to_dict(self) -> dict[str, Any]:

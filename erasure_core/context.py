@@ -77,8 +77,14 @@ class TrainingContext:
         self.prompts = prompts
         self.latent_shape = latent_shape
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.rng = random.Random(config.seed)
-        self.optimizer: torch.optim.Optimizer | None = None
+        # Separate streams: the order erased concepts are trained in, and which kept concept a step preserves.
+        self._erased_order = random.Random(config.seed)
+        self._keep_order = random.Random(config.seed + 1)
+        self._erased_queue: list[int] = []
+        self._keep_queue: list[int] = []
+        self.active: list[int] = list(range(len(prompts.erased)))  # erased concepts still trained (see monitor.py)
+        self.current = 0  # the erased concept of this step
+        self._optimizers: list[torch.optim.Optimizer] = []
         self.unet_evals = 0  # UNet evaluations per sample: forwards, plus one per sample a backward passes through
         self._pending_backward = 0
         self.last_latent: torch.Tensor | None = None
@@ -106,7 +112,7 @@ class TrainingContext:
                 original=self._forward_original if not original and prompts.anchor is prompts.uncond else None,
                 unedited=lambda: self._unedited,
             )
-        self._refresh_every = math.ceil(config.steps / max(1, refreshes))
+        self._refresh_every = math.ceil(config.total_steps / max(1, refreshes))
 
     def begin_step(self, step: int) -> None:
         """Called before training step `step` (1-based): starts a new latent-pool period when one is due."""
@@ -117,8 +123,14 @@ class TrainingContext:
         """The LoRA weights to train, known once the layers are injected (after the method's set-up). `fresh`: they
         were just initialised with a zero up-projection, so the edited model predicts exactly what the original
         does until the first update (a resumed LoRA does not)."""
-        self.optimizer = torch.optim.Adam(params, lr=self.config.lr)
+        states = len(self.prompts.erased) if self.config.adam_per_concept else 1
+        self._optimizers = [torch.optim.Adam(params, lr=self.config.lr) for _ in range(states)]
         self._unedited = fresh
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The LoRA's Adam for this step's erased concept (`adam_per_concept`), or the one shared by all."""
+        return self._optimizers[self.current if len(self._optimizers) > 1 else 0]
 
     # -- predictions ------------------------------------------------------------------------------------------
     def _forward(
@@ -242,8 +254,19 @@ class TrainingContext:
         return (draws.per_row(weights, per_latent.shape[0], per_latent.device, per_latent.dtype) * per_latent).mean()
 
     def pick_erased(self) -> int:
-        """One erased concept per step, uniformly (ref §1: several concepts share one run this way)."""
-        return self.rng.randrange(len(self.prompts.erased))
+        """One erased concept per step (ref §1: several concepts share one run this way), taken in turns: every
+        concept still being trained once per round, in a shuffled order. The reference draws one uniformly per step,
+        which with five concepts in 100 steps gave one concept 11 updates and another 25."""
+        if not self._erased_queue:
+            self._erased_queue = list(self.active)
+            self._erased_order.shuffle(self._erased_queue)
+        self.current = self._erased_queue.pop()
+        return self.current
+
+    def set_active(self, indices: Sequence[int]) -> None:
+        """Train only these erased concepts from now on (the others are erased already); none left = all."""
+        self.active = list(indices) or list(range(len(self.prompts.erased)))
+        self._erased_queue = [i for i in self._erased_queue if i in self.active]
 
     def eta(self, index: int) -> float:
         """Negative-guidance strength for erased concept `index`: the config's eta times the concept's weight."""
@@ -255,7 +278,10 @@ class TrainingContext:
         p = self.prompts
         if p.keep_conds is None or self.config.keep_weight == 0:
             return 0.0
-        index = self.rng.randrange(len(p.keep))
+        if not self._keep_queue:  # every kept concept once per round, as the erased ones
+            self._keep_queue = list(range(len(p.keep)))
+            self._keep_order.shuffle(self._keep_queue)
+        index = self._keep_queue.pop()
         cond = p.keep_conds.select(index)
         with torch.no_grad():
             frozen = self.predict(x, draws, cond, edited=False)

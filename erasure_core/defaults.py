@@ -53,6 +53,16 @@ _COMMON: dict[str, Any] = {
     "anchor": "",  # ref §1: the unconditional prompt is ESD's anchor.
     "loss_space": "eps",  # ref §1: ESD's loss is in noise space.
     "keep_weight": 1.0,  # ours: weight of the preservation term for concepts the user keeps (ESD-preserve form, ref §1).
+    # ours: when to stop (erasure_core/monitor.py). Every `check_every` steps the erasure of each erased concept is
+    # measured on `check_samples` fixed latents per concept (the audit's score); training stops once every concept
+    # reaches `erased_at`, and `steps` is then the budget. A step count tuned on one model means nothing on the next.
+    "until_erased": True,
+    "erased_at": 0.8,
+    "check_every": 10,
+    "check_samples": 4,
+    # ours: one Adam state per erased concept over the shared LoRA, so that one concept's large loss (x0-space weights
+    # span 0.002..172 across timesteps) does not shrink the later updates of the others. One concept: the same as one.
+    "adam_per_concept": True,
     # Audit run after training.
     "audit_samples": 2,  # ours: latents per probe prompt.
     "audit_ddim_steps": 20,  # ours: a shorter DDIM run than training; the audit only needs on-manifold latents.

@@ -19,7 +19,7 @@ import torch
 
 from .audit import AuditReport, Probe, audit_loaded
 from .backends.base import Backend
-from .callbacks import INFO_PHASE, INFO_PREVIEW, INFO_UNET_EVALS, Callbacks
+from .callbacks import INFO_ERASURE, INFO_PHASE, INFO_PREVIEW, INFO_UNET_EVALS, Callbacks
 from .config import EraseConfig
 from .context import Prompts, TrainingContext
 from .errors import Cancelled, ConfigError, ModelError, ResourceError
@@ -29,6 +29,7 @@ from .lora.export import LoraFile, build_metadata, save_lora_file, to_kohya_stat
 from .lora.keys import kohya_key_map
 from .methods import TRAINED_METHODS
 from .methods.uce import uce_weights
+from .monitor import ErasureMonitor
 from .version import __version__
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ class EraseResult:
     unet_evals: int = 0
     resumed_from: str | None = None
     previous_steps: int = 0  # steps already in the LoRA this run resumed from
+    steps_trained: int = 0  # this run's steps: `steps`, or fewer where every concept was erased sooner
+    checks: list[dict[str, Any]] = field(default_factory=list)  # the monitor's measurements (`until_erased`)
+    not_erased: dict[str, float] = field(default_factory=dict)  # concepts below `erased_at` when the budget ran out
 
     def kohya_state_dict(self, dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
         """The LoRA as kohya tensors (what ComfyUI's LORA_MODEL and every loader take)."""
@@ -67,7 +71,8 @@ class EraseResult:
             "kept": list(c.keep),
             "found": self.found,
             "targets": self.targets,
-            "steps": self.previous_steps + (c.steps if c.method != "uce" else 0),
+            "steps": self.previous_steps + self.steps_trained,
+            "not_erased": self.not_erased,
             "base_model": self.base_model,
             "base_model_fingerprint": self.fingerprint,
             "config": c.resolved().to_dict(),  # as trained: another engine version may resolve an 'auto' otherwise
@@ -96,7 +101,25 @@ class EraseResult:
             "lora_layers": len(self.weights),
             "audit": self.audit.to_dict() if self.audit else None,
             "resumed_from": self.resumed_from,
+            "steps_trained": self.steps_trained,
+            "erasure_checks": self.checks,
+            "not_erased": self.not_erased,
         }
+
+    def stop_reason(self) -> str:
+        """One sentence on how training ended, for the CLI, the nodes and the tab."""
+        c = self.config
+        if c.method == "uce":
+            return "UCE edits in closed form (no training steps)."
+        if not c.until_erased:
+            return f"Trained the fixed {self.steps_trained} steps."
+        if not self.not_erased:
+            return f"Every concept was erased (measured erasure >= {c.erased_at}) after {self.steps_trained} steps."
+        names = ", ".join(f"{k} ({v:.2f})" for k, v in self.not_erased.items())
+        return (
+            f"The budget of {c.total_steps} steps ({c.steps} per concept) ran out before {names} reached erasure {c.erased_at}; "
+            "raise steps or the learning rate, or resume from this LoRA."
+        )
 
 
 def erase(
@@ -166,7 +189,7 @@ def erase(
 
 
 def _total_steps(config: EraseConfig) -> int:
-    return 1 if config.method == "uce" else config.steps
+    return config.total_steps
 
 
 def _encode_prompts(backend: Backend, config: EraseConfig) -> Prompts:
@@ -200,7 +223,8 @@ def _train(
     method = TRAINED_METHODS[config.method]
     unet = backend.unet
     ctx = TrainingContext(backend, config, prompts, latent_shape)
-    callbacks.on_step(0, config.steps, {INFO_PHASE: "search"})
+    total = config.total_steps
+    callbacks.on_step(0, total, {INFO_PHASE: "search"})
     state = method.prepare(ctx)  # candidate search runs before the model is touched
     if resume is not None:
         params = load_lora_weights(
@@ -213,25 +237,46 @@ def _train(
             torch.manual_seed(config.seed)
             params = inject_lora(unet, modules, config.rank, config.alpha)
     ctx.set_trainable(params, fresh=resume is None)
-    for step in range(1, config.steps + 1):
+    monitor = _monitor(backend, config, state, latent_shape) if config.until_erased else None
+    for step in range(1, total + 1):
         if callbacks.should_stop():
             raise Cancelled(
-                f"Erasure cancelled at step {step - 1} of {config.steps}; the model is unchanged and nothing was saved."
+                f"Erasure cancelled at step {step - 1} of {total}; the model is unchanged and nothing was saved."
             )
         ctx.begin_step(step)
         info = method.train_step(ctx, state)
         info[INFO_PHASE] = "train"
         info[INFO_UNET_EVALS] = ctx.unet_evals
         result.losses.append(info["loss"])
+        result.steps_trained = step
         if callbacks.preview_every and step % callbacks.preview_every == 0 and ctx.last_latent is not None:
             info[INFO_PREVIEW] = ctx.last_latent
-        callbacks.on_step(step, config.steps, info)
+        pending = None
+        if monitor is not None and monitor.due(step, total):
+            if config.method == "age":
+                monitor.retarget(state.targets())
+            check = monitor.check(step)
+            info[INFO_ERASURE] = check.erasure
+            pending = monitor.pending(check)
+            ctx.set_active(pending)
+            result.not_erased = {config.erase[i]: check.erasure[config.erase[i]] for i in pending}
+        callbacks.on_step(step, total, info)
+        if pending == []:
+            break
     result.unet_evals = ctx.unet_evals
+    if monitor is not None:
+        result.checks = [c.to_dict() for c in monitor.checks]
     if state is not None:
         result.found = state.found()
         if config.method == "age":
             result.targets = state.targets()
     return _probes(config, result.found, result.targets)
+
+
+def _monitor(backend: Backend, config: EraseConfig, state: Any, latent_shape: tuple[int, int, int]) -> ErasureMonitor:
+    """The erased and kept concepts, and for EAP and AGE the two closest words of each concept's candidate set."""
+    nearby = {s.concept: s.words[:2] for s in state.searches} if state is not None else {}
+    return ErasureMonitor(backend, config, _probes(config, nearby, {}), latent_shape)
 
 
 def _key_map(backend: Backend) -> dict[str, str]:

@@ -12,8 +12,9 @@ import folder_paths
 import numpy as np
 import torch
 
-from ..erasure_core.callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
+from ..erasure_core.callbacks import INFO_CONCEPT, INFO_ERASURE, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
 from ..erasure_core.lora.export import read_safetensors
+from ..erasure_core.monitor import format_erasure
 
 logger = logging.getLogger(__name__)
 EVENT = "concept_erasure.progress"  # the front end (web/erasure.js) listens for this
@@ -48,6 +49,7 @@ def send_event(node_id: str | None, data: dict[str, Any]) -> None:
 def comfy_callbacks(node_id: str | None, total: int, method: str = "") -> Callbacks:
     """Engine callbacks wired to ComfyUI's progress bar (which also raises on Cancel) and to our events."""
     bar = comfy.utils.ProgressBar(total, node_id=node_id)
+    measured: dict[str, float] = {}  # each concept's last measured erasure
 
     def on_step(step: int, steps: int, info: dict[str, Any]) -> None:
         bar.update_absolute(step, steps)
@@ -57,6 +59,9 @@ def comfy_callbacks(node_id: str | None, total: int, method: str = "") -> Callba
         for key in (INFO_CONCEPT, INFO_FOUND):
             if key in info:
                 event[key] = str(info[key])
+        measured.update(info.get(INFO_ERASURE, {}))
+        if measured:
+            event["erasure"] = format_erasure(measured)
         send_event(node_id, event)
 
     return Callbacks(on_step=on_step, should_stop=mm.processing_interrupted)

@@ -76,7 +76,7 @@ def run_erasure(
 
 
 def _total(config: EraseConfig) -> int:
-    return 1 if config.method == "uce" else config.steps
+    return config.total_steps
 
 
 def _model_name(model: Any) -> str:

@@ -66,6 +66,8 @@ function onProgress(event) {
   if (data.concept) parts.push(`erasing: ${data.concept}`);
   // EAP preserves the concept its search finds most hurt; AGE steers the erased concept towards its target
   if (data.found) parts.push(`${data.method === "age" ? "steering to" : "preserving"}: ${data.found}`);
+  // each erased concept's last measured erasure (0..1); training stops once every one is erased
+  if (data.erasure) parts.push(`erasure: ${data.erasure}`);
   state.label.textContent = parts.join(" · ");
   drawLoss(state);
   node.setDirtyCanvas(true, true);

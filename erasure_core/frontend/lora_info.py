@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..lora.export import LoraFile
+from ..monitor import format_erasure
 
 
 def erasure_info(metadata: Mapping[str, str]) -> dict[str, Any]:
@@ -23,6 +24,14 @@ def describe(metadata: Mapping[str, str]) -> str:
         f"erased: {', '.join(info.get('erased') or []) or '-'}",
         f"kept: {', '.join(info.get('kept') or []) or '-'}",
     ]
+    if info.get("steps"):
+        lines.append(f"steps: {info['steps']}")
+    if not_erased := info.get("not_erased"):
+        lines.append(
+            "NOT erased when the step budget ran out: "
+            + format_erasure(not_erased)
+            + " (raise steps or the learning rate, or resume from this LoRA)"
+        )
     for concept, words in (info.get("found") or {}).items():
         lines.append(f"nearby concepts of '{concept}': {', '.join(words[:8])}")
     rows = info.get("audit") or []

@@ -28,7 +28,7 @@ def test_update_jointly_descends_the_loss_on_the_lora_and_ascends_it_with_the_se
     config = make_config("age", erase=["cat"], **SEARCH)
     ctx = TrainingContext(backend, config, _encode_prompts(backend, config), backend.latent_shape(None))
     lora, logits = torch.nn.Parameter(torch.tensor([1.0, -2.0])), torch.nn.Parameter(torch.tensor([0.5, 3.0]))
-    ctx.optimizer = torch.optim.SGD([lora], lr=0.1)
+    ctx._optimizers = [torch.optim.SGD([lora], lr=0.1)]
     search = torch.optim.SGD([logits], lr=0.1)
     loss = (lora * logits).sum() + lora.pow(2).sum()  # reaches the logits through a term the search ascends
     search_term = logits.pow(2).sum()  # no gradient on the LoRA

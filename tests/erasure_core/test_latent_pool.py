@@ -312,9 +312,9 @@ def test_context_mse_is_the_mean_of_per_latent_weighted_errors() -> None:
         (1, 100, 1, 4),  # 100 / (1 x 2 x 4) = 12.5 latents per trajectory
         (1, 63, 1, 0),  # 7.9: just under 8
         (1, 64, 1, 4),
-        (5, 100, 1, 0),  # five concepts in 100 steps: 2.5
-        (5, 1000, 1, 4),
-        (2, 40, 4, 4),  # four latents per step count as four
+        (5, 20, 1, 0),  # five concepts, 20 steps each: 2.5
+        (5, 200, 1, 4),
+        (2, 20, 4, 4),  # four latents per step count as four: 2 x 20 x 4 / (2 x 2 x 4) = 10
     ],
 )
 def test_auto_pool_is_used_only_where_each_trajectory_serves_enough_latents(
@@ -336,8 +336,8 @@ def test_auto_pool_is_used_only_where_each_trajectory_serves_enough_latents(
         (1, 256, True, AGE_JOINT_REFRESHES),  # 8
         (1, 255, False, 4),  # just under 8 at 16 refreshes: the alternating schedule, its pool re-sampled 4 times
         (1, 100, False, 4),  # the demo's recipe
-        (5, 500, False, 4),
-        (5, 100, False, 0),
+        (5, 100, False, 4),  # 100 steps for each of five concepts
+        (5, 20, False, 0),
     ],
 )
 def test_age_takes_the_joint_step_on_a_pool_re_sampled_16_times_only_in_long_enough_runs(
@@ -384,25 +384,30 @@ def test_pool_refreshes_rejects_anything_but_a_count_or_auto(value: object) -> N
 
 
 def _train_esd(backend, erase_: list[str], **settings):
-    return erase(backend, make_config("esd", erase=erase_, audit_samples=0, pool_trajectories=1, **settings))
+    return erase(
+        backend,
+        make_config("esd", erase=erase_, audit_samples=0, pool_trajectories=1, until_erased=False, **settings),
+    )
 
 
 def test_auto_pool_trains_exactly_as_its_resolved_setting() -> None:
     backend = make_backend("sd1", Path(tempfile.mkdtemp()))
-    settings = {"steps": 64, "ddim_steps": 16, "pool_fresh_steps": 0}
+    settings = {"ddim_steps": 16, "pool_fresh_steps": 0}
 
     def run(erase_: list[str], **extra):
         return _train_esd(backend, erase_, **settings, **extra)
 
-    one, pooled, fresh = run(["cat"]), run(["cat"], pool_refreshes=4), run(["cat"], pool_refreshes=0)
+    one, pooled, fresh = (
+        run(["cat"], steps=64),
+        run(["cat"], steps=64, pool_refreshes=4),
+        run(["cat"], steps=64, pool_refreshes=0),
+    )
     assert trained_alike(one, pooled) and one.unet_evals < fresh.unet_evals  # 64 latents from 4 trajectories: the pool
-    several = ["cat", "dog", "car", "tree", "house", "apple", "bird", "boat", "lamp"]  # 64 / 9 / 4 < 8: fresh
-    assert trained_alike(run(several), run(several, pool_refreshes=0))
+    several = ["cat", "dog", "car", "tree", "house", "apple", "bird", "boat", "lamp"]  # 7 each: 63 / 9 / 4 < 8: fresh
+    assert trained_alike(run(several, steps=7), run(several, steps=7, pool_refreshes=0))
 
 
-@pytest.mark.parametrize(
-    ("concepts", "steps", "expected"), [(1, 100, POOL_DDIM_STEPS), (5, 100, REFERENCE_DDIM_STEPS)]
-)
+@pytest.mark.parametrize(("concepts", "steps", "expected"), [(1, 100, POOL_DDIM_STEPS), (5, 20, REFERENCE_DDIM_STEPS)])
 def test_esd_auto_schedule_is_short_only_where_the_pool_serves_the_latents(
     concepts: int, steps: int, expected: int
 ) -> None:

@@ -22,7 +22,7 @@ from erasure_core.lora.adapter import load_lora_weights, remove_lora
 from tests.conftest import make_backend, most_distinct_word
 
 METHODS = ["esd", "eap", "age", "uce"]
-TRAINING = {"lr": 1e-2, "ddim_steps": 8, "steps": 40}
+TRAINING = {"lr": 1e-2, "ddim_steps": 8, "steps": 40, "until_erased": False}  # fixed steps: the loss must fall
 SEARCH = {"k_closest": 20, "num_centers": 6}
 SETTINGS = {
     "esd": TRAINING,
