@@ -133,6 +133,27 @@ def pick_candidates(
     return [words[i] for i in chosen]
 
 
+def inflections(word: str) -> set[str]:
+    """`word` and its plural, singular and possessive forms ("car": car, cars, car's; "cherries": cherry ...)."""
+    w = word.lower()
+    forms = {w, w + "s", w + "es", w + "'s", w + "s'"}
+    if w.endswith("y") and len(w) > 2:
+        forms.add(w[:-1] + "ies")
+    if w.endswith("ies") and len(w) > 4:
+        forms.add(w[:-3] + "y")
+    if w.endswith("es") and len(w) > 3:
+        forms.add(w[:-2])
+    if w.endswith("s") and len(w) > 2:
+        forms.add(w[:-1])
+    return forms
+
+
+def banned_words(concepts: Sequence[str]) -> set[str]:
+    """Words no concept search may pick: every erased concept, each of its words, and their inflections, so that
+    one concept's search never preserves or steers to another erased concept ("cars" while "car" is erased)."""
+    return {form for c in concepts for word in (c, *c.split()) for form in inflections(word)}
+
+
 def find_candidates(
     encode: Callable[[Sequence[str]], Conditioning],
     concepts: Sequence[str],
@@ -149,8 +170,8 @@ def find_candidates(
         raise ConfigError(
             "The candidate vocabulary is empty; give a word list or use a model whose tokenizer has words."
         )
-    exclude = [w for c in concepts for w in (c, *c.split())] if exclude_concepts else []
-    banned = {w.lower() for w in exclude}
+    exclude = sorted(banned_words(concepts)) if exclude_concepts else []
+    banned = set(exclude)
     exact_nearest = k_closest + sum(w.lower() in banned for w in vocabulary)  # what `pick_candidates` can reach
     distances = concept_distances(encode, concept_conds, vocabulary, cache, exact_nearest)
     return {

@@ -284,7 +284,9 @@ class _SearchFields(EraseConfig):
         default=None, metadata={"help": "Candidate words (default: whole-word tokens of the model's tokenizer)."}
     )
     vocabulary_limit: int | None = _opt("Use at most this many (most frequent) tokenizer words.", min=1)
-    exclude_erased_words: bool | None = _opt("Drop the erased concepts themselves from their candidate sets.")
+    exclude_erased_words: bool | None = _opt(
+        "Drop every erased concept and its inflections (cars, car's) from every concept's candidate set."
+    )
     k_closest: int | None = _opt("Nearest vocabulary words considered per erased concept.", min=1)
     num_centers: int | None = _opt("Candidates kept after 1-D k-means over the distances.", min=1)
     gumbel_temperature: float | None = _opt("Gumbel-softmax temperature.", min=1e-6)

@@ -70,7 +70,7 @@ class Bench:
     ) -> tuple[LoraWeights | None, dict]:
         """The LoRA of `method` (None for the unedited model), with its seconds, peak memory and UNet evaluations."""
         if method == "none":
-            return None, {"seconds": 0.0, "peak_mem_mb": 0.0, "unet_evals": 0}
+            return None, {"seconds": 0.0, "peak_mem_mb": 0.0, "unet_evals": 0, "steps_trained": 0, "not_erased": []}
         settings: dict[str, Any] = {
             **MINIWORLD_RECIPE,
             "steps": self.steps,
@@ -92,6 +92,8 @@ class Bench:
             "seconds": result.seconds,
             "peak_mem_mb": result.peak_memory_mb,
             "unet_evals": result.unet_evals,
+            "steps_trained": result.steps_trained,
+            "not_erased": sorted(result.not_erased),  # concepts the trainer measured short of erased_at
         }
 
     def images(self, prompts: Sequence[str], lora: LoraWeights | None) -> np.ndarray:
@@ -215,6 +217,8 @@ def _summary(per_split: dict[str, list[float]], costs: list[dict]) -> dict[str, 
     out["seconds"] = statistics.fmean(c["seconds"] for c in costs)
     out["peak_mem_mb"] = max(c["peak_mem_mb"] for c in costs)
     out["unet_evals"] = statistics.fmean(c["unet_evals"] for c in costs)
+    out["steps_trained"] = statistics.fmean(c["steps_trained"] for c in costs)
+    out["not_erased"] = sorted({name for c in costs for name in c["not_erased"]})
     return out
 
 

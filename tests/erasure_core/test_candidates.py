@@ -7,7 +7,14 @@ from erasure_core import ConfigError
 from erasure_core.adversarial import ConceptSearch, gumbel_sample
 from erasure_core.backends.base import Conditioning
 from erasure_core.backends.diffusers_backend import tokenizer_words
-from erasure_core.candidates import find_candidates, kmeans_1d, pick_candidates, vocabulary_distances
+from erasure_core.candidates import (
+    banned_words,
+    find_candidates,
+    inflections,
+    kmeans_1d,
+    pick_candidates,
+    vocabulary_distances,
+)
 from erasure_core.testing import write_clip_tokenizer
 
 
@@ -34,6 +41,19 @@ def test_no_clustering_when_few_words() -> None:
 def test_erased_words_are_excluded() -> None:
     distances = torch.tensor([0.0, 1.0, 2.0])
     assert pick_candidates(distances, ["cat", "dog", "car"], 10, 10, exclude=["Cat"]) == ["dog", "car"]
+
+
+def test_no_search_picks_another_erased_concept_or_an_inflection_of_one() -> None:
+    table = {"cat": [0.0], "car": [10.0], "cats": [0.5], "car's": [9.5], "cars": [10.2], "dog": [1.0], "bus": [9.0]}
+
+    def encode(words):
+        return Conditioning(torch.tensor([table[w] for w in words])[:, None, :])
+
+    vocabulary = ["cats", "car's", "cars", "dog", "bus"]
+    found = find_candidates(encode, ["cat", "car"], encode(["cat", "car"]), vocabulary, 2, 2, True)
+    assert found == {"cat": ["dog", "bus"], "car": ["bus", "dog"]}
+    assert banned_words(["cherry", "old bus"]) >= {"cherry", "cherries", "old", "bus", "buses", "bus's"}
+    assert inflections("cherries") >= {"cherry", "cherries"} and "dog" not in banned_words(["cat"])
 
 
 def test_find_candidates_encodes_the_vocabulary_once_for_all_concepts() -> None:

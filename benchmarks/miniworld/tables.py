@@ -1,0 +1,138 @@
+"""The docs' result tables, generated from the result files so that no figure is typed by hand.
+
+    python -m benchmarks.miniworld.tables          # rewrite every generated table in docs/
+    python -m benchmarks.miniworld.tables --check  # exit 1 if a table differs from its result files
+
+A generated table sits between `<!-- table:NAME -->` and `<!-- /table -->` in a markdown file; TABLES says which
+result files and columns make it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results"
+COLUMNS = {
+    "ESR-1": "erased (ESR-1)",
+    "synonym-leak": "synonym still drawn",
+    "nearest-PSR-1": "nearest kept (PSR-1)",
+    "neighbour-PSR-1": "rest of group kept",
+    "far-PSR-1": "other groups kept",
+    "PSR-1": "kept (PSR-1)",
+    "steps_trained": "steps",
+    "unet_evals": "UNet evals",
+    "seconds": "seconds",
+}
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows from result files: `rows(files) -> [(label, row dict)]`, shown in `columns`."""
+
+    doc: str  # markdown file under the repository root
+    files: tuple[str, ...]  # result files under benchmarks/results
+    columns: tuple[str, ...]
+    rows: Callable[[list[dict[str, Any]]], list[tuple[str, dict[str, Any]]]]
+
+
+def _methods(reports: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Every method of one report, the unedited model first."""
+    methods = reports[0]["methods"]
+    order = sorted(methods, key=lambda m: (m != "none", m))
+    return [("unedited" if m == "none" else m.upper(), methods[m]) for m in order]
+
+
+def _by_setting(name: str) -> Callable[[list[dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
+    """One row per report, labelled with the value of the engine setting `name` it was run with."""
+
+    def rows(reports: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+        out = []
+        for report in reports:
+            value = report["settings"]["overrides"].get(name, "default")
+            for method, row in report["methods"].items():
+                out.append((f"{method.upper()}, {name} {value}", row))
+        return out
+
+    return rows
+
+
+ONE_CONCEPT = ("ESR-1", "synonym-leak", "nearest-PSR-1", "neighbour-PSR-1", "far-PSR-1", "steps_trained", "seconds")
+FIVE_CONCEPTS = ("ESR-1", "PSR-1", "neighbour-PSR-1", "far-PSR-1", "steps_trained", "seconds")
+TABLES: dict[str, Table] = {
+    "stopping-choice": Table(
+        "docs/worlds.md",
+        tuple(f"stopping/choose_objects_esd_erased_at_{at}.json" for at in ("0.6", "0.7", "0.8")),
+        ONE_CONCEPT,
+        _by_setting("erased_at"),
+    ),
+    "icons-one-concept": Table("docs/worlds.md", ("worlds/icons_neighbours.json",), ONE_CONCEPT, _methods),
+    "icons-five-concepts": Table("docs/worlds.md", ("worlds/icons_objects.json",), FIVE_CONCEPTS, _methods),
+}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}"
+    return str(value)
+
+
+def render(name: str) -> str:
+    """The markdown of table `name`, with the machine its results ran on."""
+    table = TABLES[name]
+    reports = [json.loads((RESULTS / f).read_text()) for f in table.files]
+    lines = [
+        "| | " + " | ".join(COLUMNS[c] for c in table.columns) + " |",
+        "|---" * (len(table.columns) + 1) + "|",
+    ]
+    for label, row in table.rows(reports):
+        lines.append(f"| {label} | " + " | ".join(_cell(row.get(c)) for c in table.columns) + " |")
+    machines = sorted({r.get("machine", "?") for r in reports})
+    sources = ", ".join(f"`benchmarks/results/{f}`" for f in table.files)
+    lines += ["", f"From {sources}; run on {', '.join(machines)}."]
+    return "\n".join(lines)
+
+
+def _pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(<!-- table:{re.escape(name)} -->\n)(.*?)(\n<!-- /table -->)", re.DOTALL)
+
+
+def update(check: bool = False) -> list[str]:
+    """Rewrite (or with `check`, compare) every generated table; returns the names of those that differed."""
+    stale = []
+    for name, table in TABLES.items():
+        path = ROOT / table.doc
+        text = path.read_text()
+        match = _pattern(name).search(text)
+        if match is None:
+            raise SystemExit(f"{table.doc} has no <!-- table:{name} --> ... <!-- /table --> block")
+        fresh = render(name)
+        if match.group(2) != fresh:
+            stale.append(name)
+            if not check:
+                text = text[: match.start(2)] + fresh + text[match.end(2) :]
+                path.write_text(text)
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only report tables that differ from their results")
+    args = parser.parse_args(argv)
+    stale = update(check=args.check)
+    if stale:
+        print(("differs from its results: " if args.check else "rewritten: ") + ", ".join(stale))
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
