@@ -9,7 +9,7 @@ out=benchmarks/results/stopping
 mkdir -p "$out"
 tmp=$(mktemp -d)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-for at in 0.6 0.7 0.8; do
+for at in 0.6 0.7 0.8; do  # ESD, the base every method builds on
     python -m benchmarks.miniworld.evaluate --world objects --task neighbours --methods esd \
         --erase banana,bus,tower,mushroom --images-per-concept 8 --device cpu --out-dir "$tmp" \
         --set "{\"erased_at\": $at}" --json "$out/choose_objects_esd_erased_at_$at.json"

@@ -54,11 +54,12 @@ def _by_setting(name: str) -> Callable[[list[dict[str, Any]]], list[tuple[str, d
     """One row per report, labelled with the value of the engine setting `name` it was run with."""
 
     def rows(reports: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-        out = []
+        out = [("unedited", reports[0]["methods"]["none"])] if "none" in reports[0]["methods"] else []
         for report in reports:
             value = report["settings"]["overrides"].get(name, "default")
             for method, row in report["methods"].items():
-                out.append((f"{method.upper()}, {name} {value}", row))
+                if method != "none":
+                    out.append((f"{method.upper()}, {name} {value}", row))
         return out
 
     return rows

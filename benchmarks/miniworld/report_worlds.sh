@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The icons world at the engine's defaults (erased_at chosen on the objects world by stopping_study.sh): every
+# method, one concept at a time (the erased concept, its one-word synonym, its nearest concept by the text encoder,
+# the rest of its group and the other groups, each on its own), then five concepts in one LoRA. The concepts were
+# never used to choose anything. Results in benchmarks/results/worlds/, tables in docs/worlds.md
+# (python -m benchmarks.miniworld.tables). About 35 minutes on 2 CPU cores.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=benchmarks/results/worlds
+mkdir -p "$out"
+tmp=$(mktemp -d)
+run() { python -m benchmarks.miniworld.evaluate --device cpu --out-dir "$tmp" "$@"; }
+run --world icons --task neighbours --methods esd,eap,age,uce --erase cat,shoe,guitar --images-per-concept 8 \
+    --json "$out/icons_neighbours.json"
+run --world icons --task objects --methods none,esd,eap,age,uce --splits 1 --images-per-concept 8 \
+    --json "$out/icons_objects.json"
+python -m benchmarks.miniworld.tables
