@@ -14,10 +14,10 @@ from typing import Any
 
 from modules import devices, shared
 
-from erasure_core.callbacks import INFO_CONCEPT, INFO_ERASURE, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
+from erasure_core.callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
 from erasure_core.errors import ModelError
 from erasure_core.frontend.charts import loss_chart
-from erasure_core.monitor import format_erasure
+from erasure_core.monitor import LastErasure
 
 from .backend import is_forge
 
@@ -103,7 +103,7 @@ def progress_callbacks(state: Any) -> Callbacks:
     """Engine callbacks that drive the WebUI's progress bar, ETA and live preview (the loss curve) and stop on its
     Interrupt button (or `/sdapi/v1/interrupt`)."""
     losses: list[float] = []
-    measured: dict[str, float] = {}  # each concept's last measured erasure
+    erasure = LastErasure()
     last_chart = [0.0]
 
     def on_step(step: int, total: int, info: dict[str, Any]) -> None:
@@ -117,9 +117,9 @@ def progress_callbacks(state: Any) -> Callbacks:
                 text += f" (found: {info[INFO_FOUND]})"
             if losses:
                 text += f", loss {losses[-1]:.4g}"
-        measured.update(info.get(INFO_ERASURE, {}))
+        measured = erasure.update(info)
         if phase == "train" and measured:
-            text += f"; erasure {format_erasure(measured)}"
+            text += f"; erasure {measured}"
         state.textinfo = text
         state.job_count = max(state.job_count, 1)
         state.sampling_steps = total

@@ -170,12 +170,11 @@ def find_candidates(
         raise ConfigError(
             "The candidate vocabulary is empty; give a word list or use a model whose tokenizer has words."
         )
-    exclude = sorted(banned_words(concepts)) if exclude_concepts else []
-    banned = set(exclude)
+    banned = banned_words(concepts) if exclude_concepts else set()
     exact_nearest = k_closest + sum(w.lower() in banned for w in vocabulary)  # what `pick_candidates` can reach
     distances = concept_distances(encode, concept_conds, vocabulary, cache, exact_nearest)
     return {
-        concept: pick_candidates(distances[row], vocabulary, k_closest, num_centers, exclude)
+        concept: pick_candidates(distances[row], vocabulary, k_closest, num_centers, sorted(banned))
         for row, concept in enumerate(concepts)
     }
 

@@ -18,14 +18,14 @@ from typing import Any
 import torch
 
 from . import jsonsafe
-from .callbacks import INFO_CONCEPT, INFO_ERASURE, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
+from .callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
 from .config import CONFIG_CLASSES, EraseConfig, make_config, method_defaults
 from .defaults import DEMO_OVERRIDES
 from .demo import load_demo
 from .errors import ConfigError, ErasureError, ModelError
 from .files import atomic_write
 from .lora.export import load_lora
-from .monitor import format_erasure
+from .monitor import LastErasure
 from .trainer import erase, export_lora, run_audit
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -152,7 +152,7 @@ def _progress_callbacks(total: int) -> tuple[Callbacks, Any]:
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, desc="erasing", unit="step", dynamic_ncols=True)
-    measured: dict[str, float] = {}
+    erasure = LastErasure()
 
     def on_step(step: int, steps: int, info: dict[str, Any]) -> None:
         if info.get(INFO_PHASE) == "search":
@@ -168,9 +168,8 @@ def _progress_callbacks(total: int) -> tuple[Callbacks, Any]:
             postfix["concept"] = info[INFO_CONCEPT]
         if INFO_FOUND in info:
             postfix["found"] = info[INFO_FOUND]
-        measured.update(info.get(INFO_ERASURE, {}))
-        if measured:  # the last measured erasure of each concept (0..1)
-            postfix["erasure"] = format_erasure(measured)
+        if measured := erasure.update(info):  # the last measured erasure of each concept (0..1)
+            postfix["erasure"] = measured
         bar.set_postfix(postfix, refresh=False)
         bar.refresh()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -62,6 +62,26 @@ class Latents:
     original: list[tuple[torch.Tensor, torch.Tensor] | None]
 
 
+class Turns:
+    """Indices taken in turns: each once per round, every round in a new shuffled order."""
+
+    def __init__(self, rng: random.Random, indices: Iterable[int]) -> None:
+        self._rng = rng
+        self._members = list(indices)
+        self._round: list[int] = []
+
+    def next(self) -> int:
+        if not self._round:
+            self._round = list(self._members)
+            self._rng.shuffle(self._round)
+        return self._round.pop()
+
+    def restrict(self, indices: Iterable[int]) -> None:
+        """Take only these from now on; the current round drops the others."""
+        self._members = list(indices)
+        self._round = [i for i in self._round if i in self._members]
+
+
 class TrainingContext:
     """Shared machinery of one run. Counts UNet evaluations (one per sample per forward, one per backward)."""
 
@@ -78,11 +98,8 @@ class TrainingContext:
         self.latent_shape = latent_shape
         self.generator = torch.Generator().manual_seed(config.seed)
         # Separate streams: the order erased concepts are trained in, and which kept concept a step preserves.
-        self._erased_order = random.Random(config.seed)
-        self._keep_order = random.Random(config.seed + 1)
-        self._erased_queue: list[int] = []
-        self._keep_queue: list[int] = []
-        self.active: list[int] = list(range(len(prompts.erased)))  # erased concepts still trained (see monitor.py)
+        self._erased_turns = Turns(random.Random(config.seed), range(len(prompts.erased)))
+        self._keep_turns = Turns(random.Random(config.seed + 1), range(len(prompts.keep)))
         self.current = 0  # the erased concept of this step
         self._optimizers: list[torch.optim.Optimizer] = []
         self.unet_evals = 0  # UNet evaluations per sample: forwards, plus one per sample a backward passes through
@@ -257,16 +274,12 @@ class TrainingContext:
         """One erased concept per step (ref §1: several concepts share one run this way), taken in turns: every
         concept still being trained once per round, in a shuffled order. The reference draws one uniformly per step,
         which with five concepts in 100 steps gave one concept 11 updates and another 25."""
-        if not self._erased_queue:
-            self._erased_queue = list(self.active)
-            self._erased_order.shuffle(self._erased_queue)
-        self.current = self._erased_queue.pop()
+        self.current = self._erased_turns.next()
         return self.current
 
     def set_active(self, indices: Sequence[int]) -> None:
         """Train only these erased concepts from now on (the others are erased already); none left = all."""
-        self.active = list(indices) or list(range(len(self.prompts.erased)))
-        self._erased_queue = [i for i in self._erased_queue if i in self.active]
+        self._erased_turns.restrict(list(indices) or range(len(self.prompts.erased)))
 
     def eta(self, index: int) -> float:
         """Negative-guidance strength for erased concept `index`: the config's eta times the concept's weight."""
@@ -278,10 +291,7 @@ class TrainingContext:
         p = self.prompts
         if p.keep_conds is None or self.config.keep_weight == 0:
             return 0.0
-        if not self._keep_queue:  # every kept concept once per round, as the erased ones
-            self._keep_queue = list(range(len(p.keep)))
-            self._keep_order.shuffle(self._keep_queue)
-        index = self._keep_queue.pop()
+        index = self._keep_turns.next()  # every kept concept once per round, as the erased ones
         cond = p.keep_conds.select(index)
         with torch.no_grad():
             frozen = self.predict(x, draws, cond, edited=False)

@@ -14,6 +14,7 @@ from typing import Any
 
 from .audit import Probe, ProbeSet
 from .backends.base import Backend
+from .callbacks import INFO_ERASURE
 from .config import EraseConfig
 
 
@@ -72,6 +73,18 @@ class ErasureMonitor:
     def pending(self, check: Check) -> list[int]:
         """Indices (into `config.erase`) of the concepts not yet erased at `check`."""
         return [i for i, c in enumerate(self.concepts) if check.erasure.get(c, 0.0) < self.config.erased_at]
+
+
+class LastErasure:
+    """Each concept's last measured erasure, gathered from the step infos (measured only every `check_every`
+    steps), as the line the progress displays of the CLI, ComfyUI and the WebUIs show ("" before the first)."""
+
+    def __init__(self) -> None:
+        self.measured: dict[str, float] = {}
+
+    def update(self, info: dict[str, Any]) -> str:
+        self.measured.update(info.get(INFO_ERASURE, {}))
+        return format_erasure(self.measured)
 
 
 def format_erasure(measured: dict[str, float], erased_at: float | None = None) -> str:

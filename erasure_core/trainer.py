@@ -165,7 +165,7 @@ def erase(
             probes = _probes(config, {}, {})
         else:
             probes = _train(backend, config, callbacks, prompts, modules, latent_shape, resume, result)
-        callbacks.on_step(_total_steps(config), _total_steps(config), {INFO_PHASE: "audit"})
+        callbacks.on_step(config.total_steps, config.total_steps, {INFO_PHASE: "audit"})
         result.audit = audit_loaded(
             backend,
             probes,
@@ -186,10 +186,6 @@ def erase(
     result.seconds = time.perf_counter() - start
     result.peak_memory_mb = _peak_memory_mb(backend.device)
     return result
-
-
-def _total_steps(config: EraseConfig) -> int:
-    return config.total_steps
 
 
 def _encode_prompts(backend: Backend, config: EraseConfig) -> Prompts:

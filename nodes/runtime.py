@@ -12,9 +12,9 @@ import folder_paths
 import numpy as np
 import torch
 
-from ..erasure_core.callbacks import INFO_CONCEPT, INFO_ERASURE, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
+from ..erasure_core.callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
 from ..erasure_core.lora.export import read_safetensors
-from ..erasure_core.monitor import format_erasure
+from ..erasure_core.monitor import LastErasure
 
 logger = logging.getLogger(__name__)
 EVENT = "concept_erasure.progress"  # the front end (web/erasure.js) listens for this
@@ -49,7 +49,7 @@ def send_event(node_id: str | None, data: dict[str, Any]) -> None:
 def comfy_callbacks(node_id: str | None, total: int, method: str = "") -> Callbacks:
     """Engine callbacks wired to ComfyUI's progress bar (which also raises on Cancel) and to our events."""
     bar = comfy.utils.ProgressBar(total, node_id=node_id)
-    measured: dict[str, float] = {}  # each concept's last measured erasure
+    erasure = LastErasure()
 
     def on_step(step: int, steps: int, info: dict[str, Any]) -> None:
         bar.update_absolute(step, steps)
@@ -59,9 +59,8 @@ def comfy_callbacks(node_id: str | None, total: int, method: str = "") -> Callba
         for key in (INFO_CONCEPT, INFO_FOUND):
             if key in info:
                 event[key] = str(info[key])
-        measured.update(info.get(INFO_ERASURE, {}))
-        if measured:
-            event["erasure"] = format_erasure(measured)
+        if measured := erasure.update(info):
+            event["erasure"] = measured
         send_event(node_id, event)
 
     return Callbacks(on_step=on_step, should_stop=mm.processing_interrupted)

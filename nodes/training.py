@@ -58,7 +58,7 @@ def run_erasure(
             cached = cache.get(key) if use_cache else None
             if cached is None:
                 try:
-                    result = erase(backend, config, comfy_callbacks(node_id, _total(config), config.method))
+                    result = erase(backend, config, comfy_callbacks(node_id, config.total_steps, config.method))
                 except Cancelled as exc:
                     raise mm.InterruptProcessingException() from exc
                 export_lora(result, cache.put_path(key))
@@ -73,10 +73,6 @@ def run_erasure(
         losses = recorded_losses(lora.metadata)
     out = apply_lora(model, lora)
     return ErasureOutput(out, lora, losses, describe(lora.metadata), cached is not None)
-
-
-def _total(config: EraseConfig) -> int:
-    return config.total_steps
 
 
 def _model_name(model: Any) -> str:
