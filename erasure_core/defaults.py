@@ -56,8 +56,10 @@ _COMMON: dict[str, Any] = {
     # ours: when to stop (erasure_core/monitor.py). Every `check_every` steps the erasure of each erased concept is
     # measured on `check_samples` fixed latents per concept (the audit's score); training stops once every concept
     # reaches `erased_at`, and `steps` is then the budget. A step count tuned on one model means nothing on the next.
+    # erased_at: the smallest of 0.6/0.7/0.8 with ESR-1 >= 99 on the objects world's choosing concepts
+    # (benchmarks/miniworld/stopping_study.sh; 0.8 cost the nearest concept 6 more points), reported on icons.
     "until_erased": True,
-    "erased_at": 0.8,
+    "erased_at": 0.7,
     "check_every": 10,
     "check_samples": 4,
     # ours: one Adam state per erased concept over the shared LoRA, so that one concept's large loss (x0-space weights
