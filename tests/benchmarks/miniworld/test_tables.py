@@ -1,0 +1,32 @@
+"""The docs' result tables agree with the result files they are generated from."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benchmarks.miniworld import tables
+
+
+def test_every_generated_table_matches_its_result_files() -> None:
+    stale = tables.update(check=True)
+    assert stale == [], f"regenerate with `python -m benchmarks.miniworld.tables`: {stale}"
+
+
+def test_a_hand_edited_figure_is_caught_and_rewritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name, table = next(iter(tables.TABLES.items()))
+    doc = tmp_path / table.doc
+    doc.parent.mkdir(parents=True)
+    shutil.copy(tables.ROOT / table.doc, doc)
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    rendered = tables.render(name)
+    first_row = rendered.splitlines()[2]
+    edited = first_row.replace(" | ", " | 12345 | ", 1)
+    doc.write_text(doc.read_text().replace(first_row, edited))
+
+    assert name in tables.update(check=True)
+    assert edited in doc.read_text()  # check mode writes nothing
+    assert name in tables.update()
+    assert tables.update(check=True) == [] and first_row in doc.read_text()
