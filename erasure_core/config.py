@@ -29,6 +29,7 @@ from .errors import ConfigError
 from .layers import LAYER_SET_HELP, LAYER_SETS
 
 LOSS_SPACES = ("eps", "x0")
+UCE_TOKENS = ("subject", "tail", "all")  # see erasure_core/methods/uce.py
 POOL_MODELS = ("current", "original")
 AUTO = "auto"
 
@@ -383,6 +384,11 @@ class UceConfig(EraseConfig):
     erase_scale: float | None = _opt("Weight of the erased concepts in the least-squares edit.", min=0.0)
     preserve_scale: float | None = _opt("Weight of the kept concepts in the least-squares edit.", min=0.0)
     guide: str | None = _opt("Prompt whose projections the erased concept receives (empty = unconditional).")
+    tokens: str | None = _opt(
+        "Token embeddings edited and kept: 'subject' = each prompt's last subject token; 'tail' = it and every "
+        "position after it (end and padding tokens); 'all' = every position (bidirectional text encoders).",
+        choices=UCE_TOKENS,
+    )
     energy: float | None = _opt(
         "Fraction of the edit's energy the exported LoRA keeps (truncated SVD).", min=0.0, max=1.0
     )

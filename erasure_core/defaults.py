@@ -150,6 +150,7 @@ DEFAULTS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
                 "erase_scale": 1.0,  # ref §4.
                 "preserve_scale": 1.0,  # ref §4.
                 "guide": "",  # ref §4: "" for objects.
+                "tokens": "subject",  # ref §4: UCE-new edits the last subject token ("tail" = the UCE-EAP code).
                 "energy": 0.999,  # ours: fraction of the edit's squared singular values the exported LoRA keeps.
                 "max_rank": 64,  # ours: upper bound on the exported rank per layer.
             }

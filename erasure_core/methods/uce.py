@@ -2,8 +2,13 @@
 
 For every cross-attention key/value projection W (paper Eq. 7):
     W_new = (lam * W + s_e * sum_e v*_e c_e^T + s_p * sum_p (W c_p) c_p^T) (lam * I + s_e * sum_e c_e c_e^T + s_p * sum_p c_p c_p^T)^-1
-with c the text embedding of each concept's last subject token (UCE's current code), v*_e = W c_guide. The change
-W_new - W is exported as a LoRA by truncated SVD, keeping `energy` of its squared singular values.
+with v*_e = W c_guide. Which token embeddings c are (`tokens`):
+    "subject": each prompt's last subject token (UCE's current code);
+    "tail":    the last subject token and every position after it, end and padding tokens included, each mapped to the
+               guide's position at the same offset from its own last subject token (the UCE code EAP and AGE ran);
+    "all":     every position, each mapped to the guide's same position. For bidirectional text encoders, whose every
+               position (padding included) carries the prompt, editing only the subject token leaves the concept in.
+The change W_new - W is exported as a LoRA by truncated SVD, keeping `energy` of its squared singular values.
 """
 
 from __future__ import annotations
@@ -19,10 +24,39 @@ from ..lora.adapter import LoraTensors, LoraWeights
 
 def last_token_embeddings(cond: Conditioning) -> torch.Tensor:
     """`[B, D]`: the embedding of each prompt's last subject token (the one before the end token)."""
+    index = _last_subject(cond)
+    return cond.context[torch.arange(len(cond)), index].double()
+
+
+def _last_subject(cond: Conditioning) -> torch.Tensor:
     if cond.lengths is None:
         raise ModelError("UCE needs each prompt's token count; this backend's encoder does not report it.")
-    index = (cond.lengths.to(cond.context.device) - 2).clamp(min=0)
-    return cond.context[torch.arange(len(cond)), index].double()
+    return (cond.lengths.to(cond.context.device) - 2).clamp(min=0)
+
+
+def token_rows(cond: Conditioning, tokens: str) -> list[torch.Tensor]:
+    """Per prompt, the rows `[n, D]` (float64) of the embeddings UCE edits or keeps (`tokens`, see the module)."""
+    if tokens == "subject":
+        return list(last_token_embeddings(cond)[:, None])
+    if tokens == "all":
+        return list(cond.context.double())
+    starts = _last_subject(cond).tolist()
+    return [cond.context[i, start:].double() for i, start in enumerate(starts)]
+
+
+def aligned_rows(erased: Conditioning, guide: Conditioning, tokens: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per erased prompt, its rows and the guide's rows they are mapped to (same count, row by row)."""
+    if erased.context.shape[1:] != guide.context.shape[1:]:
+        raise ModelError(
+            f"The guide prompt encodes to {tuple(guide.context.shape[1:])} but the concepts to "
+            f"{tuple(erased.context.shape[1:])}; UCE needs both from the same text encoder."
+        )
+    (guide_rows,) = token_rows(guide.select(0), tokens)
+    pairs = []
+    for rows in token_rows(erased, tokens):
+        n = min(len(rows), len(guide_rows))  # "tail": the later-starting of the two runs out first
+        pairs.append((rows[:n], guide_rows[:n]))
+    return pairs
 
 
 def closed_form_edit(
@@ -32,15 +66,15 @@ def closed_form_edit(
     kept: torch.Tensor,
     config: UceConfig,
 ) -> torch.Tensor:
-    """The edited weight of one projection (Eq. 7); embeddings are rows `[N, in]`, computed in float64."""
+    """The edited weight of one projection (Eq. 7), computed in float64.
+
+    Embeddings are rows `[N, in]`; `guide[i]` is the embedding whose projection `erased[i]` receives. Per-row weights
+    enter as sqrt(weight) on the rows (guide rows included), so they multiply each row's term of the least squares.
+    """
     w = weight.double()
     eye = torch.eye(w.shape[1], dtype=torch.float64, device=w.device)
     lam, s_e, s_p = config.uce_lambda, config.erase_scale, config.preserve_scale
-    # v*_e = W c_guide, one column per erased concept; per-concept weights enter both factors as sqrt(weight)
-    root = torch.tensor(config.erase_weights, dtype=torch.float64, device=w.device).sqrt()
-    targets = (w @ guide.T).expand(-1, erased.shape[0]) * root
-    erased = erased * root[:, None]
-    left = lam * w + s_e * targets @ erased
+    left = lam * w + s_e * (w @ guide.T) @ erased
     right = lam * eye + s_e * erased.T @ erased
     if kept.numel():
         left = left + s_p * (w @ kept.T) @ kept
@@ -74,11 +108,14 @@ def uce_weights(
     config: UceConfig,
 ) -> LoraWeights:
     """The UCE edit of every selected to_k/to_v projection, as LoRA tensors."""
-    c_e = last_token_embeddings(erased)
-    c_g = last_token_embeddings(guide)
-    c_p = last_token_embeddings(kept) if kept is not None else c_e.new_zeros((0, c_e.shape[1]))
+    pairs = aligned_rows(erased, guide, config.tokens)
+    roots = [w**0.5 for w in config.erase_weights]
+    c_e = torch.cat([rows * root for (rows, _), root in zip(pairs, roots)])
+    c_g = torch.cat([rows * root for (_, rows), root in zip(pairs, roots)])
+    c_p = c_e.new_zeros((0, c_e.shape[1]))
     if kept is not None:
-        c_p = c_p * torch.tensor(config.keep_weights, dtype=c_p.dtype, device=c_p.device).sqrt()[:, None]
+        kept_rows = token_rows(kept, config.tokens)
+        c_p = torch.cat([rows * w**0.5 for rows, w in zip(kept_rows, config.keep_weights)]).to(c_e.device)
     out: LoraWeights = {}
     for name in module_names:
         weight = unet.get_submodule(name).weight

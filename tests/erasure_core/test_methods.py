@@ -173,6 +173,36 @@ def test_uce_exports_low_rank_svd_that_matches_the_closed_form_edit() -> None:
     torch.testing.assert_close(weight.double() + lora.delta().double(), exact, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("tokens", ["subject", "tail", "all"])
+def test_uce_maps_the_token_positions_it_names_to_the_guides(tokens: str) -> None:
+    """Checked against the definitions in the UCE code bases: each edited position's key moves (nearly) onto the
+    guide's key at the aligned position; with "subject" the other positions stay where they were."""
+    backend = make_backend("sd1", _ROOT / f"uce-tokens-{tokens}")
+    result = erase(backend, make_config("uce", erase=["cat"], tokens=tokens, uce_lambda=1e-3, energy=1.0))
+    name = next(n for n in result.weights if n.endswith("to_k"))
+    weight = backend.unet.get_submodule(name).weight.double()
+    edited = weight + result.weights[name].delta().double()
+    conds = backend.encode_prompts(["cat", ""])
+    cat, guide = conds.context.double()
+    subject = int(conds.lengths[0]) - 2  # "cat" is one token: [start] cat [end] padding...
+    aligned = {  # concept position -> guide position
+        "subject": {subject: int(conds.lengths[1]) - 2},
+        "tail": {subject + k: k for k in range(len(cat) - subject)},  # the guide "" starts at position 0
+        "all": {i: i for i in range(len(cat))},
+    }[tokens]
+    moved, stayed = [], []
+    for i in range(len(cat)):
+        j = aligned.get(i, i)
+        gap = (weight @ cat[i] - weight @ guide[j]).norm()
+        if gap < 1e-6:  # the start token: the same in every prompt
+            continue
+        left = (edited @ cat[i] - weight @ guide[j]).norm() / gap
+        (moved if i in aligned else stayed).append(float(left))
+    assert moved and max(moved) < 0.25  # lambda keeps a little of the old key
+    if tokens == "subject":
+        assert min(stayed) > 0.5
+
+
 def test_two_concepts_are_erased_in_one_run_and_one_lora(tmp_path: Path) -> None:
     backend = make_backend("sd1", tmp_path / "model")
     keep = most_distinct_word(backend, "cat")
