@@ -29,7 +29,7 @@ from .lora.export import LoraFile, build_metadata, save_lora_file, to_kohya_stat
 from .lora.keys import kohya_key_map
 from .methods import TRAINED_METHODS
 from .methods.uce import uce_weights
-from .monitor import ErasureMonitor
+from .monitor import Check, ErasureMonitor
 from .version import __version__
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class EraseResult:
             return f"Every concept was erased (measured erasure >= {c.erased_at}) after {self.steps_trained} steps."
         names = ", ".join(f"{k} ({v:.2f})" for k, v in self.not_erased.items())
         return (
-            f"The budget of {c.total_steps} steps ({c.steps} per concept) ran out before {names} reached erasure {c.erased_at}; "
+            f"The budget of {c.steps} steps per concept ran out before {names} reached erasure {c.erased_at}; "
             "raise steps or the learning rate, or resume from this LoRA."
         )
 
@@ -247,17 +247,21 @@ def _train(
         result.steps_trained = step
         if callbacks.preview_every and step % callbacks.preview_every == 0 and ctx.last_latent is not None:
             info[INFO_PREVIEW] = ctx.last_latent
-        pending = None
-        if monitor is not None and monitor.due(step, total):
-            if config.method == "age":
-                monitor.retarget(state.targets())
-            check = monitor.check(step)
-            info[INFO_ERASURE] = check.erasure
-            pending = monitor.pending(check)
-            ctx.set_active(pending)
-            result.not_erased = {config.erase[i]: check.erasure[config.erase[i]] for i in pending}
+        trainable = None
+        if monitor is not None:
+            monitor.count(ctx.current)
+            check = _measure(monitor, state, step) if monitor.due(step, total) else None
+            trainable = monitor.trainable()
+            if not trainable and check is None:  # the last budget just ran out: measure where it ended
+                check = _measure(monitor, state, step)
+                trainable = monitor.trainable()
+            if check is not None:
+                info[INFO_ERASURE] = check.erasure
+                result.not_erased = {config.erase[i]: check.erasure[config.erase[i]] for i in monitor.pending(check)}
+            if trainable:
+                ctx.set_active(trainable)
         callbacks.on_step(step, total, info)
-        if pending == []:
+        if trainable == []:
             break
     result.unet_evals = ctx.unet_evals
     if monitor is not None:
@@ -267,6 +271,13 @@ def _train(
         if config.method == "age":
             result.targets = state.targets()
     return _probes(config, result.found, result.targets)
+
+
+def _measure(monitor: ErasureMonitor, state: Any, step: int) -> Check:
+    """Every concept's erasure under the edit now; AGE's towards the target training is steering to now."""
+    if monitor.config.method == "age":
+        monitor.retarget(state.targets())
+    return monitor.check(step)
 
 
 def _monitor(backend: Backend, config: EraseConfig, state: Any, latent_shape: tuple[int, int, int]) -> ErasureMonitor:

@@ -110,12 +110,12 @@ def uce_weights(
     """The UCE edit of every selected to_k/to_v projection, as LoRA tensors."""
     pairs = aligned_rows(erased, guide, config.tokens)
     roots = [w**0.5 for w in config.erase_weights]
-    c_e = torch.cat([rows * root for (rows, _), root in zip(pairs, roots)])
-    c_g = torch.cat([rows * root for (_, rows), root in zip(pairs, roots)])
+    c_e = torch.cat([rows * root for (rows, _), root in zip(pairs, roots, strict=True)])
+    c_g = torch.cat([rows * root for (_, rows), root in zip(pairs, roots, strict=True)])
     c_p = c_e.new_zeros((0, c_e.shape[1]))
     if kept is not None:
         kept_rows = token_rows(kept, config.tokens)
-        c_p = torch.cat([rows * w**0.5 for rows, w in zip(kept_rows, config.keep_weights)]).to(c_e.device)
+        c_p = torch.cat([rows * w**0.5 for rows, w in zip(kept_rows, config.keep_weights, strict=True)]).to(c_e.device)
     out: LoraWeights = {}
     for name in module_names:
         weight = unet.get_submodule(name).weight

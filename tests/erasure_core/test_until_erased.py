@@ -94,8 +94,31 @@ def test_a_budget_that_runs_out_names_the_concept_that_did_not_get_there(backend
     config = make_config("esd", erase=["cat", "dog"], steps=3, check_every=1, erased_at=1.0, **slow)
     result = erase(backend, config)
     assert result.steps_trained == 6 and set(result.not_erased) == {"cat", "dog"}  # 3 for each of two
-    assert "cat" in result.stop_reason() and "budget of 6 steps (3 per concept)" in result.stop_reason()
+    assert "cat" in result.stop_reason() and "budget of 3 steps per concept" in result.stop_reason()
     assert len(result.checks) == 6
+
+
+def test_a_concept_that_resists_gets_its_own_budget_not_the_others(backend, monkeypatch) -> None:
+    """cat is erased at the first check, dog never: dog trains its own `steps`, not the steps cat did not need
+    (a shared budget gave one of five concepts 400 steps on the icons world, at a cost to every other concept)."""
+    from erasure_core.audit import AuditReport, ProbeSet
+
+    def scripted(self: ProbeSet) -> AuditReport:
+        report = AuditReport()
+        report.rows = [
+            {"prompt": p.prompt, "role": p.role, "erasure": float(p.prompt == "cat"), "drift": 0.0}
+            for p in self.probes
+            if p.role == "erased"
+        ]
+        return report
+
+    monkeypatch.setattr(ProbeSet, "score", scripted)
+    config = make_config("esd", erase=["cat", "dog"], steps=6, check_every=1, erased_at=0.5, **FAST)
+    recorder = Recorder()
+    result = erase(backend, config, recorder)
+    counts = Counter(info[INFO_CONCEPT] for info in recorder.infos)
+    assert counts["dog"] == 6 and counts["cat"] <= 1 and result.steps_trained == sum(counts.values())
+    assert result.not_erased == {"dog": 0.0} and "dog (0.00)" in result.stop_reason()
 
 
 def test_fixed_steps_train_exactly_the_budget(backend) -> None:
