@@ -180,6 +180,7 @@ def task_objects(bench: Bench, splits: Sequence[tuple[tuple[str, ...], tuple[str
     for method in bench.methods:
         per_split: dict[str, list[float]] = {}
         costs = []
+        erased_each: dict[str, float] = {}  # ESR-1 of every erased concept on its own, never only the mean
         for erased, kept in splits:
             lora, cost = bench.train(method, erased, kept)
             costs.append(cost)
@@ -204,9 +205,10 @@ def task_objects(bench: Bench, splits: Sequence[tuple[tuple[str, ...], tuple[str
             }
             for key, value in row.items():
                 per_split.setdefault(key, []).append(value)
+            erased_each.update({c: _rate(bench, per_concept, [c], 1, hit=False) for c in erased})
             if (erased, kept) == tuple(splits[0]):
                 grids.append((method, images[:: bench.images_per_concept][: len(erased) + len(kept)]))
-        methods[method] = _summary(per_split, costs)
+        methods[method] = {**_summary(per_split, costs), "ESR-1 each": erased_each}
     concepts = list(splits[0][0] + splits[0][1])
     return {"methods": methods, "splits": [list(map(list, s)) for s in splits], "grid": (concepts, grids)}
 

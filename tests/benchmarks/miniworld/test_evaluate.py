@@ -47,6 +47,8 @@ def test_tiny_objects_run_writes_a_well_formed_report(tmp_path: Path) -> None:
     assert set(report["methods"]) == {"none", "esd"}
     for row in report["methods"].values():
         assert set(row) >= KEYS and all(0 <= row[k] <= 100 for k in KEYS if "PSR" in k or "ESR" in k)
+        each = row["ESR-1 each"]  # every erased concept on its own; the mean is theirs
+        assert set(each) == {"apple", "car"} and abs(sum(each.values()) / 2 - row["ESR-1"]) < 1e-9
     assert report["methods"]["none"]["ESR-1"] <= 50  # the unedited model draws its concepts
     assert (tmp_path / "objects.png").is_file() and (tmp_path / "objects.md").read_text().startswith("### objects")
 
