@@ -27,6 +27,7 @@ COLUMNS = {
     "neighbour-PSR-1": "rest of group kept",
     "far-PSR-1": "other groups kept",
     "PSR-1": "kept (PSR-1)",
+    "least-erased": "least erased concept (ESR-1)",
     "steps_trained": "steps",
     "unet_evals": "UNet evals",
     "seconds": "seconds",
@@ -65,6 +66,17 @@ def _by_setting(name: str) -> Callable[[list[dict[str, Any]]], list[tuple[str, d
     return rows
 
 
+def _by_count(reports: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """One row per method and number of erased concepts, with the least erased concept beside the mean."""
+    out = []
+    for report in sorted(reports, key=lambda r: len(r["tasks"]["objects"]["splits"][0][0])):
+        n = len(report["tasks"]["objects"]["splits"][0][0])
+        for method, row in report["methods"].items():
+            label = "unedited" if method == "none" else method.upper()
+            out.append((f"{label}, {n} erased", {**row, "least-erased": min(row["ESR-1 each"].values())}))
+    return out
+
+
 ONE_CONCEPT = ("ESR-1", "synonym-leak", "nearest-PSR-1", "neighbour-PSR-1", "far-PSR-1", "steps_trained", "seconds")
 FIVE_CONCEPTS = ("ESR-1", "PSR-1", "neighbour-PSR-1", "far-PSR-1", "steps_trained", "seconds")
 TABLES: dict[str, Table] = {
@@ -76,6 +88,12 @@ TABLES: dict[str, Table] = {
     ),
     "icons-one-concept": Table("docs/worlds.md", ("worlds/icons_neighbours.json",), ONE_CONCEPT, _methods),
     "icons-five-concepts": Table("docs/worlds.md", ("worlds/icons_objects.json",), FIVE_CONCEPTS, _methods),
+    "icons-many-concepts": Table(
+        "docs/worlds.md",
+        tuple(f"many/icons_erase_{n}.json" for n in (1, 5, 10, 20)),
+        ("ESR-1", "least-erased", "neighbour-PSR-1", "far-PSR-1", "steps_trained", "seconds"),
+        _by_count,
+    ),
 }
 
 
