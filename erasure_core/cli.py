@@ -109,6 +109,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_device(device: str) -> None:
+    """A clear message for a device this machine does not have, before anything loads."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise ConfigError(f"--device {device!r} is not a torch device; use cpu, cuda, cuda:1 or mps.") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"--device {device}: this machine has no CUDA device torch can use (no NVIDIA GPU, or a CPU-only torch "
+            "build); use --device cpu."
+        )
+    if (
+        kind == "cuda"
+        and torch.device(device).index is not None
+        and torch.device(device).index >= torch.cuda.device_count()
+    ):
+        raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {device}: MPS (Apple GPU) is not available here; use --device cpu.")
+
+
 def _load_backend(args: argparse.Namespace) -> Any:
     """The backend, with the model's autoencoder as `backend.vae` where there is one (for the preview grid)."""
     if args.model == DEMO_MODEL:
@@ -155,13 +176,15 @@ def _progress_callbacks(total: int) -> tuple[Callbacks, Any]:
     erasure = LastErasure()
 
     def on_step(step: int, steps: int, info: dict[str, Any]) -> None:
+        # One refresh per call: set_description and set_postfix each print a line of their own where output is not
+        # a terminal (a log file, a CI job), which showed every step twice.
         if info.get(INFO_PHASE) == "search":
             bar.set_description("encoding vocabulary")
             return
         if info.get(INFO_PHASE) == "audit":
             bar.set_description("auditing")
             return
-        bar.set_description("erasing")
+        bar.set_description("erasing", refresh=False)
         bar.n = step
         postfix = {"loss": f"{info[INFO_LOSS]:.4g}"} if INFO_LOSS in info else {}
         if INFO_CONCEPT in info:
@@ -264,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"tiny random {args.arch} model written to {save_tiny_model(args.out, args.arch, args.seed)}")
             return 0
+        if getattr(args, "device", None) is not None:
+            _check_device(args.device)
         return _run_erase(args) if args.command == "erase" else _run_audit(args)
     except ErasureError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -119,3 +119,25 @@ def test_pool_refreshes_other_words_exit_2(capsys: pytest.CaptureFixture) -> Non
     with pytest.raises(SystemExit) as exit_:
         main(["erase", "--model", "m", "--erase", "cat", "--pool-refreshes", "often"])
     assert exit_.value.code == 2 and "pool-refreshes" in capsys.readouterr().err
+
+
+def test_a_cuda_device_the_machine_lacks_is_a_clear_message(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _erase(model, tmp_path, "--device", "cuda") == 2
+    assert "no CUDA device" in capsys.readouterr().err and not list(tmp_path.iterdir())
+    assert _erase(model, tmp_path, "--device", "gpu0") == 2
+    assert "not a torch device" in capsys.readouterr().err
+
+
+def test_progress_shows_each_step_once_where_output_is_not_a_terminal(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert _erase(model, tmp_path, "--method", "esd", "--no-until-erased") == 0
+    err = capsys.readouterr().err  # not a terminal: tqdm writes every refresh
+    frames = [f for f in err.replace("\n", "\r").split("\r") if f.startswith("erasing:")]
+    for step in (1, 2, 3):
+        assert sum(f" {step}/3 " in f for f in frames) == 1, frames
