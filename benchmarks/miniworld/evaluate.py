@@ -78,8 +78,8 @@ class Bench:
             "audit_samples": 0,
             **self.overrides,
         }
-        if method == "uce":
-            settings = {"seed": self.seed, "audit_samples": 0}
+        if method == "uce":  # closed form: none of the training recipe applies, the overrides may
+            settings = {"seed": self.seed, "audit_samples": 0, **self.overrides}
         elif layers:
             settings["layers"] = layers
         known = setting_names(method)  # `--set` may name one method's settings in a run of several
