@@ -157,9 +157,11 @@ def erase(
     try:
         prompts = _encode_prompts(backend, config)
         if config.method == "uce":
-            result.weights = uce_weights(
-                unet, modules, prompts.erased_conds, backend.encode_prompts([config.guide]), prompts.keep_conds, config
-            )
+            # The guide's real encoding: a backend may encode "" as the sampler's unconditional rule has it (SDXL
+            # pipelines: zeros), which would map the concept's keys and values to zero (optional backend method).
+            encode_text = getattr(backend, "encode_text", backend.encode_prompts)
+            guide = encode_text([config.guide])
+            result.weights = uce_weights(unet, modules, prompts.erased_conds, guide, prompts.keep_conds, config)
             load_lora_weights(unet, result.weights)
             callbacks.on_step(1, 1, {INFO_PHASE: "train"})
             probes = _probes(config, {}, {})

@@ -132,8 +132,17 @@ class DiffusersBackend(UnetPlacement):
 
     @torch.no_grad()
     def encode_prompts(self, prompts: Sequence[str]) -> Conditioning:
-        chunks = [self._encode(list(prompts[i : i + _ENCODE_BATCH])) for i in range(0, len(prompts), _ENCODE_BATCH)]
-        return Conditioning.cat(chunks)
+        return self._encode_batches(prompts, self.zero_empty_prompt)
+
+    @torch.no_grad()
+    def encode_text(self, prompts: Sequence[str]) -> Conditioning:
+        """The text encoders' own encoding, without the SDXL pipelines' zeros for "" (a rule of the sampler's
+        unconditional branch): UCE maps token embeddings onto the guide's, which must be a real encoding."""
+        return self._encode_batches(prompts, False)
+
+    def _encode_batches(self, prompts: Sequence[str], zero_empty: bool) -> Conditioning:
+        batches = range(0, len(prompts), _ENCODE_BATCH)
+        return Conditioning.cat([self._encode(list(prompts[i : i + _ENCODE_BATCH]), zero_empty) for i in batches])
 
     def predict_noise(self, x_t: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         kwargs: dict[str, Any] = {}
@@ -175,7 +184,7 @@ class DiffusersBackend(UnetPlacement):
         return weights_fingerprint(self.unet)
 
     # -- encoding ---------------------------------------------------------------------------------------------
-    def _encode(self, prompts: list[str]) -> Conditioning:
+    def _encode(self, prompts: list[str], zero_empty: bool) -> Conditioning:
         tokens = tokenize(self.tokenizer, prompts)
         lengths = tokens["attention_mask"].sum(1) if "attention_mask" in tokens else None
         if self.arch != "sdxl":
@@ -186,7 +195,7 @@ class DiffusersBackend(UnetPlacement):
         out_2 = run_text_encoder(self.text_encoder_2, tokenize(self.tokenizer_2, prompts), penultimate=True)
         context = torch.cat([out_1.hidden_states[-2], out_2.hidden_states[-2]], dim=-1).float().to(self.device)
         pooled = out_2[0].float().to(self.device)
-        if self.zero_empty_prompt:
+        if zero_empty:
             empty = torch.tensor([p == "" for p in prompts], device=self.device)
             context = torch.where(empty[:, None, None], torch.zeros_like(context), context)
             pooled = torch.where(empty[:, None], torch.zeros_like(pooled), pooled)

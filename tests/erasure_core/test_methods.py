@@ -218,3 +218,17 @@ def test_conditioning_mix_keeps_gradient() -> None:
     mixed = cond.mix(weights)
     mixed.context.sum().backward()
     assert weights.grad is not None and mixed.pooled.shape == (1, 2)
+
+
+def test_uce_guide_is_the_real_encoding_of_the_empty_prompt_on_sdxl() -> None:
+    """SDXL pipelines replace "" by zeros for the unconditional branch; UCE's guide "" must not become zeros (which
+    would map the concept's keys and values to zero), so the edit is the same whether or not that rule is on."""
+    backend = make_backend("sdxl", _ROOT / "sdxl-uce-guide")
+    assert backend.zero_empty_prompt  # the tiny SDXL pipeline has the rule, as SDXL's model_index does
+    config = make_config("uce", erase=["cat"])
+    with_rule = erase(backend, config).weights
+    backend.zero_empty_prompt = False
+    without_rule = erase(backend, config).weights
+    assert with_rule.keys() == without_rule.keys()
+    for name in with_rule:
+        torch.testing.assert_close(with_rule[name].delta(), without_rule[name].delta())
