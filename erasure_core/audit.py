@@ -31,7 +31,7 @@ class Probe:
     """
 
     prompt: str
-    role: str  # "erased", "kept" or "neighbour"
+    role: str  # "erased", "kept", "guarded" (kept without being named: neighbours.py) or "neighbour"
     anchors: tuple[tuple[str, float], ...] = (("", 1.0),)
     eta: float = 1.0
 
@@ -113,6 +113,11 @@ class ProbeSet:
                 self._cached.append(entry)
                 if probe.role == "erased":
                     self._set_direction(entry, probe)
+
+    @property
+    def entries(self) -> list[dict[str, Any]]:
+        """Per probe: its latents `x`, timesteps `t` and the original model's prediction there (`original`)."""
+        return self._cached
 
     def _encode(self, prompts: Sequence[str]) -> None:
         new = [p for p in prompts if p not in self._cond_cache]

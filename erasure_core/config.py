@@ -175,6 +175,11 @@ class EraseConfig:
         "Compare noise predictions ('eps', ESD) or x0-predictions ('x0', EAP/AGE).", choices=LOSS_SPACES
     )
     keep_weight: float | None = _opt("Weight of the preservation loss of the concepts to keep.", min=0.0)
+    guard_neighbours: int | None = _opt(
+        "Also keep this many of each erased concept's nearest words by the text encoder, leaving out those the model "
+        "draws as the concept itself (0 = off).",
+        min=0,
+    )
     resolution: int | None = field(
         default=None, metadata={"help": "Training resolution in pixels (default: the model's native size).", "min": 8}
     )

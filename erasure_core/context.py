@@ -30,8 +30,9 @@ class Prompts:
     erased_conds: Conditioning
     uncond: Conditioning
     anchor: Conditioning
-    keep: list[str] = field(default_factory=list)
+    keep: list[str] = field(default_factory=list)  # the user's, then the guarded neighbours
     keep_conds: Conditioning | None = None
+    keep_weights: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -296,7 +297,7 @@ class TrainingContext:
         with torch.no_grad():
             frozen = self.predict(x, draws, cond, edited=False)
         edited = self.predict(x, draws, cond, edited=True)
-        weight = self.config.keep_weight * self.config.keep_weights[index]
+        weight = self.config.keep_weight * p.keep_weights[index]
         return weight * self.mse(edited, frozen, draws)
 
     def check_finite(self, loss: torch.Tensor, what: str) -> None:

@@ -13,6 +13,10 @@ from types import MappingProxyType
 from typing import Any
 
 REFERENCE_DDIM_STEPS = 50  # ref §1
+# ours: whole-word tokens of the model's own tokenizer, in token-id order, at most this many (ref: EN3K, 3000
+# common English words). 20000 covers nearly every whole word of BERT-style vocabularies and the most frequent
+# two thirds of CLIP's; with 5000, concrete nouns such as "banana" (BERT id order) are missing.
+VOCABULARY_LIMIT = 20000
 # ours: what ESD's `"ddim_steps": "auto"` takes where the latent pool serves the latents (see the ESD row).
 POOL_DDIM_STEPS = 25
 
@@ -53,6 +57,9 @@ _COMMON: dict[str, Any] = {
     "anchor": "",  # ref §1: the unconditional prompt is ESD's anchor.
     "loss_space": "eps",  # ref §1: ESD's loss is in noise space.
     "keep_weight": 1.0,  # ours: weight of the preservation term for concepts the user keeps (ESD-preserve form, ref §1).
+    # ours: keep this many of each erased concept's nearest words by the text encoder that the model does not draw as
+    # the concept (erasure_core/neighbours.py), with the keep term; 0 = off (opt-in until measured on both worlds).
+    "guard_neighbours": 0,
     # ours: when to stop (erasure_core/monitor.py). Every `check_every` steps the erasure of each erased concept is
     # measured on `check_samples` fixed latents per concept (the audit's score); training stops once every concept
     # reaches `erased_at`, and `steps` is then the budget. A step count tuned on one model means nothing on the next.
@@ -71,10 +78,7 @@ _COMMON: dict[str, Any] = {
 }
 
 _SEARCH: dict[str, Any] = {
-    # ours: whole-word tokens of the model's own tokenizer, in token-id order, at most this many (ref: EN3K, 3000
-    # common English words). 20000 covers nearly every whole word of BERT-style vocabularies and the most frequent
-    # two thirds of CLIP's; with 5000, concrete nouns such as "banana" (BERT id order) are missing.
-    "vocabulary_limit": 20000,
+    "vocabulary_limit": VOCABULARY_LIMIT,  # see VOCABULARY_LIMIT
     "exclude_erased_words": True,  # ours: the reference lets the erased word be its own candidate (ref §2.1 step 4).
     "gumbel_lr": 1e-2,  # ref §2.5, §3.2: Adam 1e-2 on the logits.
     "gumbel_hard": True,  # ref §2.2: straight-through one-hot sample.

@@ -30,6 +30,7 @@ from .lora.keys import kohya_key_map
 from .methods import TRAINED_METHODS
 from .methods.uce import uce_weights
 from .monitor import Check, ErasureMonitor
+from .neighbours import guarded_neighbours
 from .version import __version__
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ class EraseResult:
     fingerprint: str
     losses: list[float] = field(default_factory=list)
     found: dict[str, list[str]] = field(default_factory=dict)
+    guarded: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # kept neighbours per erased concept (`guard_neighbours`)
     targets: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     audit: AuditReport | None = None
     seconds: float = 0.0
@@ -70,6 +74,7 @@ class EraseResult:
             "erased": list(c.erase),
             "kept": list(c.keep),
             "found": self.found,
+            "guarded": self.guarded,
             "targets": self.targets,
             "steps": self.previous_steps + self.steps_trained,
             "not_erased": self.not_erased,
@@ -155,16 +160,21 @@ def erase(
     start = time.perf_counter()
     result = EraseResult(config, {}, key_map, backend.arch, backend.name, backend.fingerprint())
     try:
-        prompts = _encode_prompts(backend, config)
+        if config.guard_neighbours:
+            callbacks.on_step(0, config.total_steps, {INFO_PHASE: "search"})
+        result.guarded = guarded_neighbours(backend, config, latent_shape)
+        prompts = _encode_prompts(backend, config, result.guarded)
         if config.method == "uce":
             # The guide's real encoding: a backend may encode "" as the sampler's unconditional rule has it (SDXL
             # pipelines: zeros), which would map the concept's keys and values to zero (optional backend method).
             encode_text = getattr(backend, "encode_text", backend.encode_prompts)
             guide = encode_text([config.guide])
-            result.weights = uce_weights(unet, modules, prompts.erased_conds, guide, prompts.keep_conds, config)
+            result.weights = uce_weights(
+                unet, modules, prompts.erased_conds, guide, prompts.keep_conds, prompts.keep_weights, config
+            )
             load_lora_weights(unet, result.weights)
             callbacks.on_step(1, 1, {INFO_PHASE: "train"})
-            probes = _probes(config, {}, {})
+            probes = _probes(config, {}, {}, result.guarded)
         else:
             probes = _train(backend, config, callbacks, prompts, modules, latent_shape, resume, result)
         callbacks.on_step(config.total_steps, config.total_steps, {INFO_PHASE: "audit"})
@@ -190,9 +200,10 @@ def erase(
     return result
 
 
-def _encode_prompts(backend: Backend, config: EraseConfig) -> Prompts:
+def _encode_prompts(backend: Backend, config: EraseConfig, guarded: dict[str, list[str]] | None = None) -> Prompts:
     erased = list(config.erase)
-    keep = list(config.keep)
+    extra = [w for words in (guarded or {}).values() for w in words]
+    keep = list(config.keep) + extra
     texts = erased + keep + ["", config.anchor]
     conds = backend.encode_prompts(texts)
     n_e, n_k = len(erased), len(keep)
@@ -202,6 +213,7 @@ def _encode_prompts(backend: Backend, config: EraseConfig) -> Prompts:
         erased_conds=conds.select(slice(0, n_e)),
         keep=keep,
         keep_conds=conds.select(slice(n_e, n_e + n_k)) if keep else None,
+        keep_weights=list(config.keep_weights) + [1.0] * len(extra),
         uncond=uncond,
         # One object when the anchor is "": see TrainingContext.pooled_anchor_and_erased.
         anchor=uncond if config.anchor == "" else conds.select(n_e + n_k + 1),
@@ -235,7 +247,7 @@ def _train(
             torch.manual_seed(config.seed)
             params = inject_lora(unet, modules, config.rank, config.alpha)
     ctx.set_trainable(params, fresh=resume is None)
-    monitor = _monitor(backend, config, state, latent_shape) if config.until_erased else None
+    monitor = _monitor(backend, config, state, latent_shape, result.guarded) if config.until_erased else None
     for step in range(1, total + 1):
         if callbacks.should_stop():
             raise Cancelled(
@@ -272,7 +284,7 @@ def _train(
         result.found = state.found()
         if config.method == "age":
             result.targets = state.targets()
-    return _probes(config, result.found, result.targets)
+    return _probes(config, result.found, result.targets, result.guarded)
 
 
 def _measure(monitor: ErasureMonitor, state: Any, step: int) -> Check:
@@ -282,10 +294,16 @@ def _measure(monitor: ErasureMonitor, state: Any, step: int) -> Check:
     return monitor.check(step)
 
 
-def _monitor(backend: Backend, config: EraseConfig, state: Any, latent_shape: tuple[int, int, int]) -> ErasureMonitor:
-    """The erased and kept concepts, and for EAP and AGE the two closest words of each concept's candidate set."""
+def _monitor(
+    backend: Backend,
+    config: EraseConfig,
+    state: Any,
+    latent_shape: tuple[int, int, int],
+    guarded: dict[str, list[str]],
+) -> ErasureMonitor:
+    """The erased, kept and guarded concepts, and for EAP and AGE the two closest words of each concept's candidates."""
     nearby = {s.concept: s.words[:2] for s in state.searches} if state is not None else {}
-    return ErasureMonitor(backend, config, _probes(config, nearby, {}), latent_shape)
+    return ErasureMonitor(backend, config, _probes(config, nearby, {}, guarded), latent_shape)
 
 
 def _key_map(backend: Backend) -> dict[str, str]:
@@ -307,7 +325,10 @@ def _module_shapes(unet: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 def _probes(
-    config: EraseConfig, found: dict[str, list[str]], targets: dict[str, list[tuple[str, float]]]
+    config: EraseConfig,
+    found: dict[str, list[str]],
+    targets: dict[str, list[tuple[str, float]]],
+    guarded: dict[str, list[str]] | None = None,
 ) -> list[Probe]:
     """Erased concepts (with the method's target), kept concepts, and the concepts the search found nearby."""
     anchors: tuple[tuple[str, float], ...] = ((config.anchor, 1.0),)
@@ -319,6 +340,7 @@ def _probes(
         own = tuple((w, float(p)) for w, p in targets.get(concept, ())) or anchors
         probes.append(Probe(concept, "erased", own, eta * weight))
     probes += [Probe(k, "kept") for k in config.keep]
+    probes += [Probe(w, "guarded") for words in (guarded or {}).values() for w in words]
     taken = {p.prompt.lower() for p in probes}
     for words in found.values():
         for word in words[:3]:
@@ -369,10 +391,11 @@ def run_audit(
     if isinstance(weights, LoraFile):
         info = weights.info()
         found, targets = info.get("found") or {}, info.get("targets") or {}
+        guarded = info.get("guarded") or {}
         weights = weights_for_modules(weights, _key_map(backend), _module_shapes(unet), _aliases(backend))
     else:
-        found, targets = {}, {}
-    probes = _probes(config, found, targets) + [Probe(p, "neighbour") for p in extra_prompts]
+        found, targets, guarded = {}, {}, {}
+    probes = _probes(config, found, targets, guarded) + [Probe(p, "neighbour") for p in extra_prompts]
     load_lora_weights(unet, weights)
     try:
         return audit_loaded(

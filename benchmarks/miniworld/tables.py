@@ -86,6 +86,18 @@ TABLES: dict[str, Table] = {
         ONE_CONCEPT,
         _by_setting("erased_at"),
     ),
+    "preserve-choice": Table(
+        "docs/worlds.md",
+        tuple(f"preserve/choose_objects_{m}_pool_candidates_{n}.json" for m in ("eap", "age") for n in (0, 8)),
+        ONE_CONCEPT,
+        _by_setting("pool_candidates"),
+    ),
+    "uce-choice": Table(
+        "docs/worlds.md",
+        tuple(f"uce/choose_objects_uce_tokens_{t}.json" for t in ("subject", "tail", "all")),
+        ONE_CONCEPT,
+        _by_setting("tokens"),
+    ),
     "icons-one-concept": Table("docs/worlds.md", ("worlds/icons_neighbours.json",), ONE_CONCEPT, _methods),
     "icons-five-concepts": Table("docs/worlds.md", ("worlds/icons_objects.json",), FIVE_CONCEPTS, _methods),
     "icons-many-concepts": Table(

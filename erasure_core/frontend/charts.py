@@ -7,7 +7,12 @@ from typing import Any
 
 import numpy as np
 
-ROLE_COLOURS = {"erased": (200, 60, 60), "kept": (60, 140, 60), "neighbour": (70, 110, 190)}
+ROLE_COLOURS = {
+    "erased": (200, 60, 60),
+    "kept": (60, 140, 60),
+    "guarded": (60, 160, 120),
+    "neighbour": (70, 110, 190),
+}
 
 
 def audit_chart(rows: list[dict[str, Any]], width: int = 640) -> np.ndarray:

@@ -32,6 +32,8 @@ def describe(metadata: Mapping[str, str]) -> str:
             + format_erasure(not_erased)
             + " (raise steps or the learning rate, or resume from this LoRA)"
         )
+    for concept, words in (info.get("guarded") or {}).items():
+        lines.append(f"kept as neighbours of '{concept}': {', '.join(words) or '-'}")
     for concept, words in (info.get("found") or {}).items():
         lines.append(f"nearby concepts of '{concept}': {', '.join(words[:8])}")
     rows = info.get("audit") or []

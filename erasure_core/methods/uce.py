@@ -13,6 +13,8 @@ The change W_new - W is exported as a LoRA by truncated SVD, keeping `energy` of
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -105,6 +107,7 @@ def uce_weights(
     erased: Conditioning,
     guide: Conditioning,
     kept: Conditioning | None,
+    keep_weights: Sequence[float],
     config: UceConfig,
 ) -> LoraWeights:
     """The UCE edit of every selected to_k/to_v projection, as LoRA tensors."""
@@ -115,7 +118,7 @@ def uce_weights(
     c_p = c_e.new_zeros((0, c_e.shape[1]))
     if kept is not None:
         kept_rows = token_rows(kept, config.tokens)
-        c_p = torch.cat([rows * w**0.5 for rows, w in zip(kept_rows, config.keep_weights, strict=True)]).to(c_e.device)
+        c_p = torch.cat([rows * w**0.5 for rows, w in zip(kept_rows, keep_weights, strict=True)]).to(c_e.device)
     out: LoraWeights = {}
     for name in module_names:
         weight = unet.get_submodule(name).weight
