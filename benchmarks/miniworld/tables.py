@@ -92,6 +92,15 @@ TABLES: dict[str, Table] = {
         ONE_CONCEPT,
         _by_setting("pool_candidates"),
     ),
+    "guard-choice": Table(
+        "docs/worlds.md",
+        (
+            "stopping/choose_objects_esd_erased_at_0.7.json",
+            *(f"guard/choose_objects_esd_guard_neighbours_{n}.json" for n in (4, 8)),
+        ),
+        ONE_CONCEPT,
+        _by_setting("guard_neighbours"),
+    ),
     "uce-choice": Table(
         "docs/worlds.md",
         tuple(f"uce/choose_objects_uce_tokens_{t}.json" for t in ("subject", "tail", "all")),
