@@ -12,7 +12,7 @@ that prompt (fixed seed), recorded at a few timesteps across the trajectory.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,14 +82,20 @@ class ProbeSet:
         guidance: float,
         seed: int,
         latent_shape: tuple[int, int, int],
+        encode_anchors: Callable[[Sequence[str]], Conditioning] | None = None,
     ) -> None:
+        """`encode_anchors`: how the targets' prompts are encoded where the method encodes them otherwise than the
+        sampler does (UCE's guide is the text encoder's real encoding; SDXL's sampler encodes "" as zeros)."""
         self.backend = backend
         self.probes = list(probes)
         self._cond_cache: dict[str, Conditioning] = {}
+        self._anchor_cache: dict[str, Conditioning] = {}
+        self._encode_anchors = encode_anchors or backend.encode_prompts
         self._cached: list[dict[str, Any]] = []
         if samples == 0 or not self.probes:
             return
-        self._encode(sorted({p.prompt for p in self.probes} | {a for p in self.probes for a, _ in p.anchors} | {""}))
+        self._encode(sorted({p.prompt for p in self.probes} | {""}))
+        self._encode_anchor_texts(sorted({a for p in self.probes for a, _ in p.anchors}))
         schedule = ddim_timesteps(backend.alphas_cumprod.shape[0], ddim_steps)
         path = tuple(reversed(schedule))
         record = [path[len(path) * k // 4] for k in (1, 2, 3)]  # a quarter, half and three quarters of the way down
@@ -125,11 +131,17 @@ class ProbeSet:
             conds = self.backend.encode_prompts(new)
             self._cond_cache.update({text: conds.select(i) for i, text in enumerate(new)})
 
+    def _encode_anchor_texts(self, prompts: Sequence[str]) -> None:
+        new = [p for p in prompts if p not in self._anchor_cache]
+        if new:
+            conds = self._encode_anchors(new)
+            self._anchor_cache.update({text: conds.select(i) for i, text in enumerate(new)})
+
     def _set_direction(self, entry: dict[str, Any], probe: Probe) -> None:
         """The erased probe's target minus the original prediction: eps(anchor) - eta (eps(c) - eps(anchor)) - eps(c)."""
         original = entry["original"]
         anchor_preds = _predict_each(
-            self.backend, entry["x"], entry["t"], [self._cond_cache[a] for a, _ in probe.anchors]
+            self.backend, entry["x"], entry["t"], [self._anchor_cache[a] for a, _ in probe.anchors]
         )
         anchor = sum(w * p for (_, w), p in zip(probe.anchors, anchor_preds, strict=True))
         entry["direction"] = (anchor - probe.eta * (original - anchor)) - original
@@ -140,7 +152,7 @@ class ProbeSet:
         is what training is steering to."""
         for i, probe in enumerate(self.probes):
             if probe.prompt == prompt and probe.role == "erased" and probe.anchors != anchors and self._cached:
-                self._encode([a for a, _ in anchors])
+                self._encode_anchor_texts([a for a, _ in anchors])
                 self.probes[i] = Probe(probe.prompt, probe.role, anchors, probe.eta)
                 with edit_disabled(self.backend.unet):
                     self._set_direction(self._cached[i], self.probes[i])
@@ -174,9 +186,10 @@ def audit_loaded(
     guidance: float,
     seed: int,
     latent_shape: tuple[int, int, int],
+    encode_anchors: Callable[[Sequence[str]], Conditioning] | None = None,
 ) -> AuditReport:
     """Audit the LoRA currently injected in `backend.unet` (see `erasure_core.run_audit` for a file or weights)."""
-    return ProbeSet(backend, probes, samples, ddim_steps, guidance, seed, latent_shape).score()
+    return ProbeSet(backend, probes, samples, ddim_steps, guidance, seed, latent_shape, encode_anchors).score()
 
 
 def _predict_each(backend: Backend, x: torch.Tensor, t: torch.Tensor, conds: list[Conditioning]) -> list[torch.Tensor]:

@@ -24,6 +24,7 @@ from .defaults import (
     POOL_AUTO_REFRESHES,
     POOL_DDIM_STEPS,
     REFERENCE_DDIM_STEPS,
+    UCE_TEMPLATES,
 )
 from .errors import ConfigError
 from .layers import LAYER_SET_HELP, LAYER_SETS
@@ -393,6 +394,12 @@ class UceConfig(EraseConfig):
         "Token embeddings edited and kept: 'subject' = each prompt's last subject token; 'tail' = it and every "
         "position after it (end and padding tokens); 'all' = every position (bidirectional text encoders).",
         choices=UCE_TOKENS,
+    )
+    templates: int | None = _opt(
+        "Also edit each concept inside this many prompt templates ('a photo of a {}', ...), mapped onto the guide in "
+        "the same template (UCE's prompt expansion; 0 = the bare concept only).",
+        min=0,
+        max=len(UCE_TEMPLATES),
     )
     energy: float | None = _opt(
         "Fraction of the edit's energy the exported LoRA keeps (truncated SVD).", min=0.0, max=1.0

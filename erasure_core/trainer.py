@@ -20,15 +20,17 @@ import torch
 from .audit import AuditReport, Probe, audit_loaded
 from .backends.base import Backend
 from .callbacks import INFO_ERASURE, INFO_PHASE, INFO_PREVIEW, INFO_UNET_EVALS, Callbacks
-from .config import EraseConfig
+from .candidates import Encode
+from .config import EraseConfig, UceConfig
 from .context import Prompts, TrainingContext
+from .defaults import UCE_TEMPLATES
 from .errors import Cancelled, ConfigError, ModelError, ResourceError
 from .layers import is_trainable_type, select_modules
 from .lora.adapter import LoraWeights, extract_lora, has_lora, inject_lora, load_lora_weights, remove_lora
 from .lora.export import LoraFile, build_metadata, save_lora_file, to_kohya_state_dict, weights_for_modules
 from .lora.keys import kohya_key_map
 from .methods import TRAINED_METHODS
-from .methods.uce import uce_weights
+from .methods.uce import expand, uce_weights
 from .monitor import Check, ErasureMonitor
 from .neighbours import guarded_neighbours
 from .version import __version__
@@ -165,13 +167,7 @@ def erase(
         result.guarded = guarded_neighbours(backend, config, latent_shape)
         prompts = _encode_prompts(backend, config, result.guarded)
         if config.method == "uce":
-            # The guide's real encoding: a backend may encode "" as the sampler's unconditional rule has it (SDXL
-            # pipelines: zeros), which would map the concept's keys and values to zero (optional backend method).
-            encode_text = getattr(backend, "encode_text", backend.encode_prompts)
-            guide = encode_text([config.guide])
-            result.weights = uce_weights(
-                unet, modules, prompts.erased_conds, guide, prompts.keep_conds, prompts.keep_weights, config
-            )
+            result.weights = _uce(backend, config, modules, prompts)
             load_lora_weights(unet, result.weights)
             callbacks.on_step(1, 1, {INFO_PHASE: "train"})
             probes = _probes(config, {}, {}, result.guarded)
@@ -186,6 +182,7 @@ def erase(
             config.sample_guidance,
             config.seed,
             latent_shape,
+            _anchor_encoder(backend, config),
         )
         result.weights = extract_lora(unet)
     except torch.OutOfMemoryError as exc:
@@ -198,6 +195,30 @@ def erase(
     result.seconds = time.perf_counter() - start
     result.peak_memory_mb = _peak_memory_mb(backend.device)
     return result
+
+
+def _anchor_encoder(backend: Backend, config: EraseConfig) -> Encode:
+    """How the method encodes its target's prompts. UCE's guide is the text encoders' real encoding: a backend may
+    encode "" as the sampler's unconditional rule has it (SDXL pipelines: zeros), which would map the concept's keys
+    and values to zero (`encode_text`, an optional backend method). The trained methods' anchor is the sampler's."""
+    if config.method == "uce":
+        return getattr(backend, "encode_text", backend.encode_prompts)
+    return backend.encode_prompts
+
+
+def _uce(backend: Backend, config: UceConfig, modules: list[str], prompts: Prompts) -> LoraWeights:
+    """UCE's closed form over each erased and kept concept, bare and in `config.templates` (prompt expansion), each
+    erased prompt mapped onto the guide in the same template."""
+    templates = UCE_TEMPLATES[: config.templates]
+    per = 1 + len(templates)
+    guides = _anchor_encoder(backend, config)(expand([config.guide] * len(prompts.erased), templates))
+    erased = backend.encode_prompts(expand(prompts.erased, templates)) if templates else prompts.erased_conds
+    kept = prompts.keep_conds
+    if templates and prompts.keep:
+        kept = backend.encode_prompts(expand(prompts.keep, templates))
+    erase_weights = [w for w in config.erase_weights for _ in range(per)]
+    keep_weights = [w for w in prompts.keep_weights for _ in range(per if templates else 1)]
+    return uce_weights(backend.unet, modules, erased, guides, kept, erase_weights, keep_weights, config)
 
 
 def _encode_prompts(backend: Backend, config: EraseConfig, guarded: dict[str, list[str]] | None = None) -> Prompts:
@@ -406,6 +427,7 @@ def run_audit(
             config.sample_guidance,
             config.seed,
             backend.latent_shape(config.resolution),
+            _anchor_encoder(backend, config),
         )
     finally:
         remove_lora(unet)

