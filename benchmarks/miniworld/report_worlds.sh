@@ -3,7 +3,7 @@
 # method, one concept at a time (the erased concept, its one-word synonym, its nearest concept by the text encoder,
 # the rest of its group and the other groups, each on its own), then five concepts in one LoRA. The concepts were
 # never used to choose anything. Results in benchmarks/results/worlds/, tables in docs/worlds.md
-# (python -m benchmarks.miniworld.tables). About 35 minutes on 2 CPU cores.
+# (python -m benchmarks.miniworld.tables). About 50 minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=benchmarks/results/worlds
@@ -12,6 +12,9 @@ tmp=$(mktemp -d)
 run() { python -m benchmarks.miniworld.evaluate --device cpu --out-dir "$tmp" "$@"; }
 run --world icons --task neighbours --methods esd,eap,age,uce --erase cat,shoe,guitar --images-per-concept 8 \
     --json "$out/icons_neighbours.json"
+run --world icons --task neighbours --methods esd --erase cat,shoe,guitar --images-per-concept 8 \
+    --set '{"guard_neighbours": 4}' --json "$out/icons_neighbours_esd_guard_neighbours_4.json"  # opt-in, set on objects
+run --world icons --task neighbours --methods uce --erase cat,shoe,guitar --images-per-concept 8 \
+    --set '{"templates": 5}' --json "$out/icons_neighbours_uce_templates_5.json"  # opt-in
 run --world icons --task objects --methods none,esd,eap,age,uce --splits 1 --images-per-concept 8 \
     --json "$out/icons_objects.json"
-python -m benchmarks.miniworld.tables

@@ -14,3 +14,7 @@ for tokens in subject tail all; do
         --erase banana,bus,tower,mushroom --images-per-concept 8 --device cpu --out-dir "$tmp" \
         --set "{\"tokens\": \"$tokens\"}" --json "$out/choose_objects_uce_tokens_$tokens.json"
 done
+# UCE's optional prompt expansion (5 templates), on the last subject token
+python -m benchmarks.miniworld.evaluate --world objects --task neighbours --methods uce \
+    --erase banana,bus,tower,mushroom --images-per-concept 8 --device cpu --out-dir "$tmp" \
+    --set '{"templates": 5}' --json "$out/choose_objects_uce_templates_5.json"
