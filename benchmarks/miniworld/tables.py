@@ -170,7 +170,8 @@ def render(name: str) -> str:
 
 
 def _pattern(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(<!-- table:{re.escape(name)} -->\n)(.*?)(\n<!-- /table -->)", re.DOTALL)
+    """The block of table `name`; its body never reaches into another block, even when it is empty."""
+    return re.compile(rf"(<!-- table:{re.escape(name)} -->\n)((?:(?!<!-- /?table).)*?)\n?(<!-- /table -->)", re.DOTALL)
 
 
 def update(check: bool = False) -> list[str]:
@@ -192,7 +193,7 @@ def update(check: bool = False) -> list[str]:
         if match.group(2) != fresh:
             stale.append(name)
             if not check:
-                text = text[: match.start(2)] + fresh + text[match.end(2) :]
+                text = text[: match.start(2)] + fresh + "\n" + text[match.start(3) :]
                 path.write_text(text)
     return stale
 

@@ -21,6 +21,7 @@ def test_a_hand_edited_figure_is_caught_and_rewritten(tmp_path: Path, monkeypatc
     doc.parent.mkdir(parents=True)
     shutil.copy(tables.ROOT / table.doc, doc)
     monkeypatch.setattr(tables, "ROOT", tmp_path)
+    monkeypatch.setattr(tables, "TABLES", {name: table})
     rendered = tables.render(name)
     first_row = rendered.splitlines()[2]
     edited = first_row.replace(" | ", " | 12345 | ", 1)
@@ -30,3 +31,19 @@ def test_a_hand_edited_figure_is_caught_and_rewritten(tmp_path: Path, monkeypatc
     assert edited in doc.read_text()  # check mode writes nothing
     assert name in tables.update()
     assert tables.update(check=True) == [] and first_row in doc.read_text()
+
+
+def test_an_empty_block_is_filled_without_touching_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name, table = next(iter(tables.TABLES.items()))
+    doc = tmp_path / table.doc
+    doc.parent.mkdir(parents=True)
+    other = "<!-- table:not-ours -->\nkept as it is\n<!-- /table -->\n"
+    doc.write_text(f"<!-- table:{name} -->\n<!-- /table -->\n\ntext between\n\n{other}")
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    monkeypatch.setattr(tables, "TABLES", {name: table})
+    assert tables.update() == [name]
+    assert (
+        doc.read_text() == f"<!-- table:{name} -->\n{tables.render(name)}\n<!-- /table -->\n\ntext between\n\n{other}"
+    )
