@@ -50,9 +50,10 @@ def cache_dir() -> Path | None:
     return Path(base) / "concept-erasure" / "vocabulary-distances"
 
 
-def row_key(encoding: torch.Tensor, vocabulary: Sequence[str]) -> str:
-    """Hash of one concept's flattened encoding and of the vocabulary (in order)."""
-    digest = hashlib.sha256(_FORMAT)
+def row_key(encoding: torch.Tensor, vocabulary: Sequence[str], kind: str = "") -> str:
+    """Hash of one concept's flattened encoding and of the vocabulary (in order); `kind` names another kind of row
+    (the guard's "pooled-cosine" similarities) so the two never share a file."""
+    digest = hashlib.sha256(_FORMAT + kind.encode())
     digest.update(encoding.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     digest.update("\n".join(vocabulary).encode())
     return digest.hexdigest()[:32]

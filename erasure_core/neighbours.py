@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from . import distance_cache
 from .audit import Probe, ProbeSet
 from .backends.base import Backend, Conditioning
 from .candidates import banned_words
@@ -34,6 +36,7 @@ SYNONYM_COSINE = 0.5  # ours: see the module docstring
 EXAMINED = 32  # ours: nearest words examined per concept (each costs one UNet forward on a few latents)
 _CHUNK = 256  # words encoded per pass
 _PROBE_SAMPLES = 2
+_CACHE_KIND = "pooled-cosine"
 
 
 def pooled_directions(cond: Conditioning) -> torch.Tensor:
@@ -49,15 +52,31 @@ def pooled_directions(cond: Conditioning) -> torch.Tensor:
 
 
 def nearest_words(
-    backend: Backend, concepts: Conditioning, vocabulary: Sequence[str], n: int, banned: set[str]
+    backend: Backend,
+    concepts: Conditioning,
+    vocabulary: Sequence[str],
+    n: int,
+    banned: set[str],
+    cache: Path | None = None,
 ) -> list[list[str]]:
-    """Per concept, the `n` vocabulary words nearest by the text encoder, nearest first (banned words left out)."""
+    """Per concept, the `n` vocabulary words nearest by the text encoder, nearest first (banned words left out).
+    Each concept's similarities to the vocabulary are kept in `cache` (a `distance_cache` folder; None = none), as
+    the candidate search's distances are: encoding the vocabulary is the guard's whole set-up cost."""
     targets = pooled_directions(concepts)
-    rows = []
-    for start in range(0, len(vocabulary), _CHUNK):
-        words = pooled_directions(backend.encode_prompts(vocabulary[start : start + _CHUNK]))
-        rows.append((targets @ words.to(targets.device).T).cpu())
-    similarity = torch.cat(rows, dim=1)
+    keys = [distance_cache.row_key(t, vocabulary, _CACHE_KIND) for t in targets] if cache else []
+    rows = [distance_cache.load_row(cache, key, len(vocabulary)) for key in keys] if cache else [None] * len(targets)
+    if missing := [i for i, row in enumerate(rows) if row is None]:
+        logger.info("Encoding %d vocabulary words to find the nearest concepts to guard", len(vocabulary))
+        chunks = []
+        for start in range(0, len(vocabulary), _CHUNK):
+            words = pooled_directions(backend.encode_prompts(vocabulary[start : start + _CHUNK]))
+            chunks.append((targets[missing] @ words.to(targets.device).T).cpu())
+        computed = torch.cat(chunks, dim=1)
+        for j, i in enumerate(missing):
+            rows[i] = computed[j]
+            if cache:
+                distance_cache.save_row(cache, keys[i], computed[j])
+    similarity = torch.stack(rows).clone()
     allowed = torch.tensor([w.lower() not in banned for w in vocabulary])
     similarity[:, ~allowed] = -2.0
     top = similarity.topk(min(n, int(allowed.sum())), dim=1).indices
@@ -74,8 +93,8 @@ def guarded_neighbours(
         return {}
     vocabulary = backend.vocabulary()[:VOCABULARY_LIMIT]
     banned = banned_words(config.erase) | {form for k in config.keep for form in banned_words([k])}
-    logger.info("Finding the nearest concepts to guard among %d vocabulary words", len(vocabulary))
-    nearest = nearest_words(backend, backend.encode_prompts(config.erase), vocabulary, EXAMINED, banned)
+    concepts = backend.encode_prompts(config.erase)
+    nearest = nearest_words(backend, concepts, vocabulary, EXAMINED, banned, distance_cache.cache_dir())
     probes = [Probe(concept, "erased", (("", 1.0),), 1.0) for concept in config.erase]
     latents = ProbeSet(
         backend, probes, _PROBE_SAMPLES, config.audit_ddim_steps, config.sample_guidance, config.seed + 2, latent_shape

@@ -62,3 +62,23 @@ def test_guarded_neighbours_drift_less_and_the_lora_says_which_they_are(backend,
     assert f"kept as neighbours of 'cat': {', '.join(words)}" in describe(
         load_lora(tmp_path / "g.safetensors").metadata
     )
+
+
+def test_the_vocabulary_is_encoded_once_per_concept_and_then_read_from_the_cache(backend, tmp_path: Path) -> None:
+    calls = []
+    encode = backend.encode_prompts
+
+    def counting(prompts):
+        calls.append(len(prompts))
+        return encode(prompts)
+
+    concepts = backend.encode_prompts(["cat", "car"])
+    first = nearest_words(backend, concepts, WORDS, 4, set(), tmp_path)
+    backend.encode_prompts = counting
+    try:
+        again = nearest_words(backend, concepts, WORDS, 4, set(), tmp_path)
+        assert again == first and calls == []  # nothing encoded: both rows came from the cache
+        nearest_words(backend, backend.encode_prompts(["tree"]), WORDS, 4, set(), tmp_path)
+        assert sum(calls) == 1 + len(WORDS)  # "tree" itself, then the vocabulary for the new concept only
+    finally:
+        del backend.encode_prompts
