@@ -45,8 +45,9 @@ class Table:
 
 
 def _methods(reports: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """Every method of one report, the unedited model first."""
-    methods = reports[0]["methods"]
+    """Every method of the reports, the unedited model first; a method in a later report replaces an earlier one's
+    (the defaults' run of some methods beside another run of the rest)."""
+    methods = {m: row for report in reports for m, row in report["methods"].items()}
     order = sorted(methods, key=lambda m: (m != "none", m))
     return [("unedited" if m == "none" else m.upper(), methods[m]) for m in order]
 
@@ -116,7 +117,18 @@ TABLES: dict[str, Table] = {
         ONE_CONCEPT,
         _by_setting("templates"),
     ),
-    "icons-one-concept": Table("docs/worlds.md", ("worlds/icons_neighbours.json",), ONE_CONCEPT, _methods),
+    "icons-one-concept": Table(
+        "docs/worlds.md",
+        ("worlds/icons_neighbours.json", "worlds/icons_neighbours_eap_age.json"),
+        ONE_CONCEPT,
+        _methods,
+    ),
+    "icons-preserve": Table(
+        "docs/worlds.md",
+        ("worlds/icons_neighbours_eap_age.json", "worlds/icons_neighbours.json"),
+        ONE_CONCEPT,
+        _by_setting("pool_candidates", ("eap", "age")),
+    ),
     "icons-guard": Table(
         "docs/worlds.md",
         ("worlds/icons_neighbours.json", "worlds/icons_neighbours_esd_guard_neighbours_4.json"),
@@ -129,7 +141,15 @@ TABLES: dict[str, Table] = {
         ONE_CONCEPT,
         _by_setting("templates", ("uce",)),
     ),
-    "icons-five-concepts": Table("docs/worlds.md", ("worlds/icons_objects.json",), FIVE_CONCEPTS, _methods),
+    "icons-five-concepts": Table(
+        "docs/worlds.md", ("worlds/icons_objects.json", "worlds/icons_objects_eap_age.json"), FIVE_CONCEPTS, _methods
+    ),
+    "icons-five-preserve": Table(
+        "docs/worlds.md",
+        ("worlds/icons_objects_eap_age.json", "worlds/icons_objects.json"),
+        FIVE_CONCEPTS,
+        _by_setting("pool_candidates", ("eap", "age")),
+    ),
     "icons-one-concept-previous": Table(
         "docs/worlds.md", ("worlds/previous/icons_neighbours_2026-12-02.json",), ONE_CONCEPT, _methods
     ),
