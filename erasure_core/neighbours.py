@@ -103,19 +103,28 @@ def guarded_neighbours(
     guarded: dict[str, list[str]] = {}
     taken: set[str] = set()
     for concept, words, entry in zip(config.erase, nearest, latents.entries, strict=True):
-        x, t, own = entry["x"], entry["t"], entry["original"]
-        n = x.shape[0]
-        base = backend.predict_noise(x, t, unconditional.repeat(n)).float()
-        direction = (own - base).flatten()
+        base = _prediction(backend, entry, unconditional)
+        # Every erased concept's direction on these latents: a word drawn as another erased concept ("puppy" while
+        # "dog" is erased too) must not be kept either.
+        erased = torch.stack([_direction(backend, entry, concepts.select(i), base) for i in range(len(concepts))])
         conds = backend.encode_prompts(words)
         picked = []
         for i, word in enumerate(words):
             if len(picked) == count:
                 break
-            other = (backend.predict_noise(x, t, conds.select(i).repeat(n)).float() - base).flatten()
-            cosine = float(other @ direction / (other.norm() * direction.norm()).clamp_min(1e-12))
-            if cosine < SYNONYM_COSINE and word.lower() not in taken:
+            synonym = float((erased @ _direction(backend, entry, conds.select(i), base)).max()) >= SYNONYM_COSINE
+            if not synonym and word.lower() not in taken:
                 picked.append(word)
                 taken.add(word.lower())
         guarded[concept] = picked
     return guarded
+
+
+def _prediction(backend: Backend, entry: dict, cond: Conditioning) -> torch.Tensor:
+    """The original model's prediction for one prompt on a probe's latents, flattened."""
+    return backend.predict_noise(entry["x"], entry["t"], cond.repeat(entry["x"].shape[0])).float().flatten()
+
+
+def _direction(backend: Backend, entry: dict, cond: Conditioning, base: torch.Tensor) -> torch.Tensor:
+    """The unit conditional direction eps(prompt) - eps("") on a probe's latents."""
+    return F.normalize(_prediction(backend, entry, cond) - base, dim=0)

@@ -82,3 +82,16 @@ def test_the_vocabulary_is_encoded_once_per_concept_and_then_read_from_the_cache
         assert sum(calls) == 1 + len(WORDS)  # "tree" itself, then the vocabulary for the new concept only
     finally:
         del backend.encode_prompts
+
+
+def test_a_word_drawn_as_another_erased_concept_is_not_guarded_either(backend, monkeypatch) -> None:
+    import erasure_core.neighbours as neighbours
+
+    vocabulary = ["dog.", *WORDS]  # drawn as "dog"
+    monkeypatch.setattr(backend, "vocabulary", lambda: vocabulary)
+    monkeypatch.setattr(neighbours, "EXAMINED", len(vocabulary))  # examine every word, keep every one allowed
+    every = {"guard_neighbours": len(vocabulary)}
+    alone = guarded_neighbours(backend, make_config("esd", erase=["cat"], **every), (4, 8, 8))
+    assert "dog." in alone["cat"]  # not cat's synonym
+    both = guarded_neighbours(backend, make_config("esd", erase=["cat", "dog"], **every), (4, 8, 8))
+    assert "dog." not in both["cat"] + both["dog"]
