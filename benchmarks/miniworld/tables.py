@@ -81,6 +81,8 @@ def _by_count(reports: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]
     return out
 
 
+NOT_RUN = "Not run yet."  # the body of a table whose study has no results yet
+
 ONE_CONCEPT = ("ESR-1", "synonym-leak", "nearest-PSR-1", "neighbour-PSR-1", "far-PSR-1", "steps_trained", "seconds")
 FIVE_CONCEPTS = ("ESR-1", "PSR-1", "neighbour-PSR-1", "far-PSR-1", "steps_trained", "seconds")
 TABLES: dict[str, Table] = {
@@ -205,10 +207,13 @@ def update(check: bool = False) -> list[str]:
             raise SystemExit(f"{table.doc} has no <!-- table:{name} --> ... <!-- /table --> block")
         try:
             fresh = render(name)
-        except FileNotFoundError as exc:  # a study not run yet: its table stays as it is
-            if not check:
-                print(f"{name}: no results yet ({exc.filename}); run its script")
-            stale.append(name)
+        except FileNotFoundError as exc:  # a study not run yet: its block must say so, and nothing else
+            print(f"{name}: no results yet ({exc.filename}); run its script")
+            if match.group(2).strip() != NOT_RUN:
+                stale.append(name)
+                if not check:
+                    text = text[: match.start(2)] + NOT_RUN + "\n" + text[match.start(3) :]
+                    path.write_text(text)
             continue
         if match.group(2) != fresh:
             stale.append(name)

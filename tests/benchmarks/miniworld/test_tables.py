@@ -47,3 +47,15 @@ def test_an_empty_block_is_filled_without_touching_the_next_one(
     assert (
         doc.read_text() == f"<!-- table:{name} -->\n{tables.render(name)}\n<!-- /table -->\n\ntext between\n\n{other}"
     )
+
+
+def test_a_table_without_results_must_say_it_was_not_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = tables.Table("doc.md", ("missing/none.json",), ("ESR-1",), tables._methods)
+    doc = tmp_path / "doc.md"
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    monkeypatch.setattr(tables, "TABLES", {"t": table})
+    doc.write_text(f"<!-- table:t -->\n{tables.NOT_RUN}\n<!-- /table -->\n")
+    assert tables.update(check=True) == []  # nothing to disagree with
+    doc.write_text("<!-- table:t -->\n| old | 99 |\n<!-- /table -->\n")  # figures with no results behind them
+    assert tables.update(check=True) == ["t"]
+    assert tables.update() == ["t"] and doc.read_text() == f"<!-- table:t -->\n{tables.NOT_RUN}\n<!-- /table -->\n"
