@@ -39,6 +39,7 @@ import torch
 
 from erasure_core import erase, make_config
 from erasure_core.callbacks import INFO_PHASE, INFO_UNET_EVALS, Callbacks
+from erasure_core.cancel import current_phase
 from erasure_core.config import EraseConfig, setting_names
 from erasure_core.distance_cache import CACHE_ENV
 from erasure_core.lora.export import LoraFile, lora_from_tensors
@@ -100,8 +101,8 @@ class _Clock(Callbacks):
         self.start = self.train_start = self.first_step_end = self.end = 0.0
         self.first_step_evals = self.evals = 0
 
-    def _should_stop(self) -> bool:
-        if not self.train_start:
+    def _should_stop(self) -> bool:  # polled in every phase; the first poll of training starts its clock
+        if not self.train_start and current_phase() == "train":
             cuda_sync(self.device)
             self.train_start = time.perf_counter()
         return False

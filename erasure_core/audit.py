@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from .backends.base import Backend, Conditioning
+from .cancel import checkpoint, phase
 from .lora.adapter import edit_disabled
 from .sampling import ddim_sample, ddim_timesteps
 
@@ -114,6 +115,7 @@ class ProbeSet:
                 )
                 x = torch.cat([latents[t] for t in record])
                 t = torch.tensor(record, device=x.device).repeat_interleave(samples)
+                checkpoint("audit")
                 original, unconditional = _predict_each(backend, x, t, [cond, uncond])
                 entry = {"x": x, "t": t, "original": original, "guidance": (original - unconditional).norm()}
                 self._cached.append(entry)
@@ -139,6 +141,7 @@ class ProbeSet:
 
     def _set_direction(self, entry: dict[str, Any], probe: Probe) -> None:
         """The erased probe's target minus the original prediction: eps(anchor) - eta (eps(c) - eps(anchor)) - eps(c)."""
+        checkpoint("audit")
         original = entry["original"]
         anchor_preds = _predict_each(
             self.backend, entry["x"], entry["t"], [self._anchor_cache[a] for a, _ in probe.anchors]
@@ -162,6 +165,7 @@ class ProbeSet:
         """Erasure and drift of every probe under the edit currently in the UNet."""
         report = AuditReport()
         for probe, entry in zip(self.probes, self._cached, strict=False):
+            checkpoint("audit")
             n = entry["x"].shape[0]
             edited = self.backend.predict_noise(entry["x"], entry["t"], self._cond_cache[probe.prompt].repeat(n))
             change = edited.float() - entry["original"]
@@ -189,7 +193,8 @@ def audit_loaded(
     encode_anchors: Callable[[Sequence[str]], Conditioning] | None = None,
 ) -> AuditReport:
     """Audit the LoRA currently injected in `backend.unet` (see `erasure_core.run_audit` for a file or weights)."""
-    return ProbeSet(backend, probes, samples, ddim_steps, guidance, seed, latent_shape, encode_anchors).score()
+    with phase("audit"):
+        return ProbeSet(backend, probes, samples, ddim_steps, guidance, seed, latent_shape, encode_anchors).score()
 
 
 def _predict_each(backend: Backend, x: torch.Tensor, t: torch.Tensor, conds: list[Conditioning]) -> list[torch.Tensor]:

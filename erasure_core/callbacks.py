@@ -34,8 +34,9 @@ class Callbacks:
 
     Attributes:
         on_step: called as `on_step(step, total, info)` after each step (step counts from 1).
-        should_stop: polled before each step; returning True cancels the run (`Cancelled` is raised, the model
-            is restored, nothing is written).
+        should_stop: polled before each step and between any two UNet evaluations or vocabulary chunks in every
+            other phase (see `cancel`); returning True cancels the run (`Cancelled` is raised, the model is
+            restored, nothing is written).
         preview_every: put the current training latent into `info` every this many steps (0 = never).
     """
 

@@ -20,6 +20,7 @@ import torch
 
 from . import distance_cache
 from .backends.base import Conditioning
+from .cancel import checkpoint
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def _distances(
 ) -> torch.Tensor:
     out = []
     for start in range(0, len(words), _VOCAB_CHUNK):
+        checkpoint("search")
         with _autocast(targets.device.type, low_precision):
             chunk = encode(words[start : start + _VOCAB_CHUNK]).flat().float()
         out.append(torch.cdist(targets, chunk.to(targets.device)))

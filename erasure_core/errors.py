@@ -27,4 +27,10 @@ class ResourceError(ErasureError, MemoryError):
 
 
 class Cancelled(ErasureError):
-    """The host asked the run to stop; nothing was written and the model was restored."""
+    """The host asked the run to stop; nothing was written and the model was restored.
+
+    `phase` names what the run was doing (a key of `cancel.PHASES`), for hosts and tests."""
+
+    def __init__(self, message: str, phase: str = "") -> None:
+        super().__init__(message)
+        self.phase = phase

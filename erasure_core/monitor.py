@@ -17,6 +17,7 @@ from typing import Any
 from .audit import Probe, ProbeSet
 from .backends.base import Backend
 from .callbacks import INFO_ERASURE
+from .cancel import phase
 from .config import EraseConfig
 
 
@@ -42,15 +43,16 @@ class ErasureMonitor:
     ) -> None:
         self.config = config
         self.concepts = list(config.erase)
-        self.probes = ProbeSet(
-            backend,
-            probes,
-            config.check_samples,
-            config.audit_ddim_steps,
-            config.sample_guidance,
-            config.seed + 1,  # not the audit's latents: the final audit stays a held-out measurement
-            latent_shape,
-        )
+        with phase("check"):
+            self.probes = ProbeSet(
+                backend,
+                probes,
+                config.check_samples,
+                config.audit_ddim_steps,
+                config.sample_guidance,
+                config.seed + 1,  # not the audit's latents: the final audit stays a held-out measurement
+                latent_shape,
+            )
         self.checks: list[Check] = []
         self.updates = [0] * len(self.concepts)  # training steps each concept has had
 
@@ -71,7 +73,8 @@ class ErasureMonitor:
                 self.probes.retarget(concept, tuple((w, float(p)) for w, p in mixture))
 
     def check(self, step: int) -> Check:
-        report = self.probes.score()
+        with phase("check"):
+            report = self.probes.score()
         check = Check(
             step,
             {r["prompt"]: r["erasure"] for r in report.rows if r["role"] == "erased"},

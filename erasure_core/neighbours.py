@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from . import distance_cache
 from .audit import Probe, ProbeSet
 from .backends.base import Backend, Conditioning
+from .cancel import checkpoint, phase
 from .candidates import banned_words
 from .config import EraseConfig
 from .defaults import VOCABULARY_LIMIT
@@ -69,6 +70,7 @@ def nearest_words(
         logger.info("Encoding %d vocabulary words to find the nearest concepts to guard", len(vocabulary))
         chunks = []
         for start in range(0, len(vocabulary), _CHUNK):
+            checkpoint("search")
             words = pooled_directions(backend.encode_prompts(vocabulary[start : start + _CHUNK]))
             chunks.append((targets[missing] @ words.to(targets.device).T).cpu())
         computed = torch.cat(chunks, dim=1)
@@ -96,9 +98,16 @@ def guarded_neighbours(
     concepts = backend.encode_prompts(config.erase)
     nearest = nearest_words(backend, concepts, vocabulary, EXAMINED, banned, distance_cache.cache_dir())
     probes = [Probe(concept, "erased", (("", 1.0),), 1.0) for concept in config.erase]
-    latents = ProbeSet(
-        backend, probes, _PROBE_SAMPLES, config.audit_ddim_steps, config.sample_guidance, config.seed + 2, latent_shape
-    )
+    with phase("search"):  # the probes' sampling belongs to the guard's set-up
+        latents = ProbeSet(
+            backend,
+            probes,
+            _PROBE_SAMPLES,
+            config.audit_ddim_steps,
+            config.sample_guidance,
+            config.seed + 2,
+            latent_shape,
+        )
     unconditional = backend.encode_prompts([""])
     guarded: dict[str, list[str]] = {}
     taken: set[str] = set()
@@ -122,6 +131,7 @@ def guarded_neighbours(
 
 def _prediction(backend: Backend, entry: dict, cond: Conditioning) -> torch.Tensor:
     """The original model's prediction for one prompt on a probe's latents, flattened."""
+    checkpoint("search")
     return backend.predict_noise(entry["x"], entry["t"], cond.repeat(entry["x"].shape[0])).float().flatten()
 
 

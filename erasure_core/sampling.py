@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .backends.base import Conditioning
+from .cancel import checkpoint
 
 Predict = Callable[[torch.Tensor, torch.Tensor, Conditioning], torch.Tensor]
 
@@ -137,6 +138,7 @@ def ddim_sample(
     x = z
     recorded: dict[int, torch.Tensor] = {path[0]: x} if path[0] in record else {}
     for t, t_prev in itertools.pairwise(path):
+        checkpoint("sample")
         x = ddim_step(x, guided_noise(predict, x, t, cond, uncond, guidance), t, t_prev, alphas_cumprod)
         if t_prev in record:
             recorded[t_prev] = x
@@ -166,6 +168,7 @@ def ddim_trajectory(
     evaluation than `ddim_sample`, at the last timestep, so that every visited latent has its predictions)."""
     x, visits = z, {}
     for i, t in enumerate(path):
+        checkpoint("sample")
         eps_uncond, eps_cond = guided_halves(predict, x, t, cond, uncond)
         visits[t] = Visit(x, eps_uncond, eps_cond)
         if i + 1 < len(path):

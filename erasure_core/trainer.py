@@ -11,6 +11,7 @@ import logging
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,12 @@ import torch
 from .audit import AuditReport, Probe, audit_loaded
 from .backends.base import Backend
 from .callbacks import INFO_ERASURE, INFO_PHASE, INFO_PREVIEW, INFO_UNET_EVALS, Callbacks
+from .cancel import cancellable, checkpoint
 from .candidates import Encode
 from .config import EraseConfig, UceConfig
 from .context import Prompts, TrainingContext
 from .defaults import UCE_TEMPLATES
-from .errors import Cancelled, ConfigError, ModelError, ResourceError
+from .errors import ConfigError, ModelError, ResourceError
 from .layers import is_trainable_type, select_modules
 from .lora.adapter import LoraWeights, extract_lora, has_lora, inject_lora, load_lora_weights, remove_lora
 from .lora.export import LoraFile, build_metadata, save_lora_file, to_kohya_state_dict, weights_for_modules
@@ -162,29 +164,30 @@ def erase(
     start = time.perf_counter()
     result = EraseResult(config, {}, key_map, backend.arch, backend.name, backend.fingerprint())
     try:
-        if config.guard_neighbours:
-            callbacks.on_step(0, config.total_steps, {INFO_PHASE: "search"})
-        result.guarded = guarded_neighbours(backend, config, latent_shape)
-        prompts = _encode_prompts(backend, config, result.guarded)
-        if config.method == "uce":
-            result.weights = _uce(backend, config, modules, prompts)
-            load_lora_weights(unet, result.weights)
-            callbacks.on_step(1, 1, {INFO_PHASE: "train"})
-            probes = _probes(config, {}, {}, result.guarded)
-        else:
-            probes = _train(backend, config, callbacks, prompts, modules, latent_shape, resume, result)
-        callbacks.on_step(config.total_steps, config.total_steps, {INFO_PHASE: "audit"})
-        result.audit = audit_loaded(
-            backend,
-            probes,
-            config.audit_samples,
-            config.audit_ddim_steps,
-            config.sample_guidance,
-            config.seed,
-            latent_shape,
-            _anchor_encoder(backend, config),
-        )
-        result.weights = extract_lora(unet)
+        with cancellable(callbacks.should_stop):
+            if config.guard_neighbours:
+                callbacks.on_step(0, config.total_steps, {INFO_PHASE: "search"})
+            result.guarded = guarded_neighbours(backend, config, latent_shape)
+            prompts = _encode_prompts(backend, config, result.guarded)
+            if config.method == "uce":
+                result.weights = _uce(backend, config, modules, prompts)
+                load_lora_weights(unet, result.weights)
+                callbacks.on_step(1, 1, {INFO_PHASE: "train"})
+                probes = _probes(config, {}, {}, result.guarded)
+            else:
+                probes = _train(backend, config, callbacks, prompts, modules, latent_shape, resume, result)
+            callbacks.on_step(config.total_steps, config.total_steps, {INFO_PHASE: "audit"})
+            result.audit = audit_loaded(
+                backend,
+                probes,
+                config.audit_samples,
+                config.audit_ddim_steps,
+                config.sample_guidance,
+                config.seed,
+                latent_shape,
+                _anchor_encoder(backend, config),
+            )
+            result.weights = extract_lora(unet)
     except torch.OutOfMemoryError as exc:
         raise ResourceError(
             f"Out of memory on {backend.device} while erasing: {exc}. Free memory (close other models or generations), "
@@ -270,10 +273,7 @@ def _train(
     ctx.set_trainable(params, fresh=resume is None)
     monitor = _monitor(backend, config, state, latent_shape, result.guarded) if config.until_erased else None
     for step in range(1, total + 1):
-        if callbacks.should_stop():
-            raise Cancelled(
-                f"Erasure cancelled at step {step - 1} of {total}; the model is unchanged and nothing was saved."
-            )
+        checkpoint("train", f"at step {step - 1} of {total}")
         ctx.begin_step(step)
         info = method.train_step(ctx, state)
         info[INFO_PHASE] = "train"
@@ -406,8 +406,10 @@ def run_audit(
     weights: LoraWeights | LoraFile,
     config: EraseConfig,
     extra_prompts: tuple[str, ...] = (),
+    should_stop: Callable[[], bool] | None = None,
 ) -> AuditReport:
-    """Audit a LoRA (in memory or loaded from a file) on the backend's model; the model is left unchanged."""
+    """Audit a LoRA (in memory or loaded from a file) on the backend's model; the model is left unchanged.
+    `should_stop` is the host's cancel hook (polled once per UNet evaluation)."""
     unet = backend.unet
     if isinstance(weights, LoraFile):
         info = weights.info()
@@ -419,15 +421,16 @@ def run_audit(
     probes = _probes(config, found, targets, guarded) + [Probe(p, "neighbour") for p in extra_prompts]
     load_lora_weights(unet, weights)
     try:
-        return audit_loaded(
-            backend,
-            probes,
-            config.audit_samples or 2,
-            config.audit_ddim_steps,
-            config.sample_guidance,
-            config.seed,
-            backend.latent_shape(config.resolution),
-            _anchor_encoder(backend, config),
-        )
+        with cancellable(should_stop):
+            return audit_loaded(
+                backend,
+                probes,
+                config.audit_samples or 2,
+                config.audit_ddim_steps,
+                config.sample_guidance,
+                config.seed,
+                backend.latent_shape(config.resolution),
+                _anchor_encoder(backend, config),
+            )
     finally:
         remove_lora(unet)

@@ -11,7 +11,7 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..erasure_core.config import EsdConfig, config_from_dict
-from ..erasure_core.errors import ConfigError
+from ..erasure_core.errors import Cancelled, ConfigError
 from ..erasure_core.frontend.charts import audit_chart
 from ..erasure_core.frontend.concepts import ConceptList
 from ..erasure_core.frontend.lora_info import concepts_of, erasure_info
@@ -178,7 +178,10 @@ class ErasureAuditNode(io.ComfyNode):
         try:
             with torch.inference_mode(False):
                 backend.load()
-                report = run_audit(backend, weights, config, extra)
+                try:
+                    report = run_audit(backend, weights, config, extra, should_stop=mm.processing_interrupted)
+                except Cancelled as exc:
+                    raise mm.InterruptProcessingException() from exc
         finally:
             mm.soft_empty_cache()
         chart = to_image_batch([audit_chart(report.rows)])

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..backends.base import Conditioning
+from ..cancel import checkpoint
 from ..config import UceConfig
 from ..errors import ModelError, NumericalError
 from ..lora.adapter import LoraTensors, LoraWeights
@@ -127,6 +128,7 @@ def uce_weights(
         c_p = torch.cat([rows * w**0.5 for rows, w in zip(kept_rows, keep_weights, strict=True)]).to(c_e.device)
     out: LoraWeights = {}
     for name in module_names:
+        checkpoint("solve")
         weight = unet.get_submodule(name).weight
         c_e_, c_g_, c_p_ = (t.to(weight.device) for t in (c_e, c_g, c_p))
         delta = closed_form_edit(weight, c_e_, c_g_, c_p_, config) - weight.double()

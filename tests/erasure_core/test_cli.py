@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,3 +145,25 @@ def test_progress_shows_each_step_once_where_output_is_not_a_terminal(
     frames = [f for f in err.replace("\n", "\r").split("\r") if f.startswith("erasing:")]
     for step in (1, 2, 3):
         assert sum(f" {step}/3 " in f for f in frames) == 1, frames
+
+
+def test_ctrl_c_mid_run_exits_130_and_writes_nothing(model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cat.safetensors"
+    command = [sys.executable, "-m", "erasure_core", "erase", "--model", str(model), "--erase", "cat"]
+    command += ["--steps", "100000", "--no-until-erased", "--ddim-steps", "5", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=Path(__file__).parents[2])
+    assert process.stderr is not None
+    seen = ""
+    while " 3/100000 " not in seen:  # training is under way
+        char = process.stderr.read(1)
+        assert char, f"the run ended before training started: {seen[-2000:]}"
+        seen += char
+    process.send_signal(signal.SIGINT)
+    try:
+        rest = process.communicate(timeout=20)[1]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("Ctrl-C did not stop the run")
+    assert process.returncode == 130 and "cancelled: the model was not changed" in rest
+    assert list(tmp_path.iterdir()) == [], "a cancelled run wrote files"

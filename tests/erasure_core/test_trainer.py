@@ -61,14 +61,10 @@ def test_progress_reports_every_step_with_loss_concept_and_found(sd1_backend: Di
 
 def test_cancel_stops_and_restores_the_model(sd1_backend: DiffusersBackend) -> None:
     before = _snapshot(sd1_backend)
-    calls = []
-
-    def should_stop() -> bool:
-        calls.append(1)
-        return len(calls) > 2
-
-    with pytest.raises(Cancelled, match="step 2 of 4"):
-        erase(sd1_backend, make_config("esd", erase=["cat"], **QUICK), Callbacks(should_stop=should_stop))
+    steps: list[int] = []
+    callbacks = Callbacks(on_step=lambda step, total, info: steps.append(step), should_stop=lambda: 2 in steps)
+    with pytest.raises(Cancelled, match="training at step 2 of 4"):
+        erase(sd1_backend, make_config("esd", erase=["cat"], **QUICK), callbacks)
     _assert_untouched(sd1_backend, before)
 
 

@@ -83,7 +83,7 @@ def test_an_interrupted_erasure_is_409_and_writes_nothing(webui: FakeWebUI) -> N
     webui.state.interrupt_at = 1
     body = {"erase": ["cat"], "method": "esd", "steps": 4, "name": "no-cat", "settings": FAST}
     response = client().post(f"{URL}/erase", json=body)
-    assert response.status_code == 409 and "cancelled at step 1" in response.json()["detail"]
+    assert response.status_code == 409 and "training at step 1" in response.json()["detail"]
     assert not (webui.lora_dir / "no-cat.safetensors").exists()
 
 

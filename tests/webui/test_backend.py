@@ -183,9 +183,10 @@ def test_failed_and_cancelled_runs_hand_the_model_back_unchanged(host: str, monk
     networks.loaded_networks.append("active")
     before, objects = snapshot(unet), getattr(sd_model, "forge_objects", None)
 
-    with pytest.raises(Cancelled, match="step 1 of 3"):
-        calls = []
-        run(sd_model, networks.loaded_networks, Callbacks(should_stop=lambda: calls.append(1) or len(calls) > 1))
+    with pytest.raises(Cancelled, match="training at step 1 of 3"):
+        steps: list[int] = []
+        callbacks = Callbacks(on_step=lambda step, total, info: steps.append(step), should_stop=lambda: 1 in steps)
+        run(sd_model, networks.loaded_networks, callbacks)
     assert_same(unet, before)
 
     monkeypatch.setattr(ForgeBackend if host == "forge" else A1111Backend, "predict_noise", _nan_predictions)

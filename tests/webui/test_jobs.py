@@ -144,10 +144,22 @@ def test_an_interrupted_run_writes_nothing_and_hands_the_model_back(webui: FakeW
     unet = webui.shared.sd_model.model.diffusion_model
     before = {k: v.clone() for k, v in unet.state_dict().items()}
     webui.state.interrupt_at = 1
-    with pytest.raises(Cancelled, match="cancelled at step 1 of 5"):
+    with pytest.raises(Cancelled, match="training at step 1 of 5"):
         run_job(request(steps=5, name="no-cat"), host())
     assert not webui.lora_dir.exists() or not list(webui.lora_dir.iterdir())
     assert all(v.equal(before[k]) for k, v in unet.state_dict().items()) and webui.gc_calls
+
+
+def test_interrupt_after_the_last_step_stops_the_audit_too(webui: FakeWebUI) -> None:
+    """Interrupt is heard in every phase, not only between steps: pressed at the last step, the audit stops."""
+    unet = webui.shared.sd_model.model.diffusion_model
+    before = {k: v.clone() for k, v in unet.state_dict().items()}
+    webui.state.interrupt_at = 3
+    settings = {**FAST, "until_erased": False, "audit_samples": 2}
+    with pytest.raises(Cancelled, match="during the audit"):
+        run_job(request(steps=3, name="no-cat", settings=settings), host())
+    assert not webui.lora_dir.exists() or not list(webui.lora_dir.iterdir())
+    assert all(v.equal(before[k]) for k, v in unet.state_dict().items())
 
 
 def test_no_loaded_model_is_a_clear_error(webui: FakeWebUI) -> None:

@@ -157,6 +157,6 @@ def test_progress_a_second_run_and_interrupt(server: WebUIServer) -> None:
     server.post("/sdapi/v1/interrupt")
     worker.join(300)
     assert "error" in outcome and outcome["error"].status == 409, outcome
-    assert "cancelled at step" in outcome["error"].json()["detail"]
+    assert "during training at step" in outcome["error"].json()["detail"]
     assert not list(server.loras.glob("interrupted*")) and not list(server.loras.glob("second*"))
     assert exact_hash(server) == sha
