@@ -26,6 +26,7 @@ from .errors import ConfigError, ErasureError, ModelError
 from .files import atomic_write
 from .lora.export import load_lora
 from .monitor import LastErasure
+from .resume import load_state, save_state
 from .trainer import erase, export_lora, run_audit
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -78,7 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--dtype", default="fp32", choices=sorted(DTYPES), help="model precision (LoRA weights stay fp32)"
     )
-    run.add_argument("--resume", help="continue training from a LoRA file made on the same model")
+    run.add_argument(
+        "--resume",
+        help="continue training from a LoRA file made on the same model with the same method, concepts and layers "
+        "(with its optimizer state if --save-state wrote one beside it)",
+    )
+    run.add_argument(
+        "--save-state",
+        action="store_true",
+        help="also write the optimizer state beside the LoRA (NAME.erasure-state), so a later --resume continues "
+        "exactly where this run stopped",
+    )
     run.add_argument("--out", help="output LoRA file (.safetensors) (required)")
     run.add_argument("--report", help="write everything about the run as JSON here")
     run.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -212,16 +223,19 @@ def _run_erase(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise ConfigError(f"{out} already exists; choose another --out or pass --overwrite.")
     resume = load_lora(args.resume) if args.resume else None
+    resume_state = load_state(args.resume) if args.resume else None
     backend = _load_backend(args)
     preview = args.preview if args.preview is not None else args.model == DEMO_MODEL
     if preview and getattr(backend, "vae", None) is None:
         raise ConfigError("This model has no autoencoder loaded, so no preview can be drawn; drop --preview.")
     callbacks, bar = _progress_callbacks(config.total_steps)
     try:
-        result = erase(backend, config, callbacks, resume=resume)
+        result = erase(backend, config, callbacks, resume=resume, resume_state=resume_state)
     finally:
         bar.close()
     export_lora(result, out)
+    if args.save_state:
+        save_state(result.training_state, out)
     report = result.report()
     if preview:
         report["preview"] = str(_write_preview(backend, result, out.with_suffix(".png")))
@@ -229,6 +243,11 @@ def _run_erase(args: argparse.Namespace) -> int:
         print(result.audit.table())
     if "preview" in report:
         print(f"before/after grid written to {report['preview']}")
+    if result.resumed_from:
+        print(
+            f"resumed {result.resumed_from} ({result.previous_steps} steps before this run); "
+            f"optimizer: {result.resumed_optimizer}"
+        )
     print(result.stop_reason())
     print(
         f"{config.method}: {result.seconds:.1f} s, peak memory {result.peak_memory_mb:.0f} MB, "

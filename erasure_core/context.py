@@ -146,6 +146,11 @@ class TrainingContext:
         self._unedited = fresh
 
     @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """Every Adam of the run (one per erased concept with `adam_per_concept`), to save or restore their state."""
+        return self._optimizers
+
+    @property
     def optimizer(self) -> torch.optim.Optimizer:
         """The LoRA's Adam for this step's erased concept (`adam_per_concept`), or the one shared by all."""
         return self._optimizers[self.current if len(self._optimizers) > 1 else 0]

@@ -35,6 +35,7 @@ from .methods import TRAINED_METHODS
 from .methods.uce import expand, uce_weights
 from .monitor import Check, ErasureMonitor
 from .neighbours import guarded_neighbours
+from .resume import TrainingState, capture, check_resumable, restore
 from .version import __version__
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class EraseResult:
     unet_evals: int = 0
     resumed_from: str | None = None
     previous_steps: int = 0  # steps already in the LoRA this run resumed from
+    resumed_optimizer: str = ""  # what became of the optimiser state on resume (restored, or why fresh)
+    training_state: dict[str, torch.Tensor] = field(default_factory=dict)  # Adam's moments at the end (`resume`)
     steps_trained: int = 0  # this run's steps: `steps`, or fewer where every concept was erased sooner
     checks: list[dict[str, Any]] = field(default_factory=list)  # the monitor's measurements (`until_erased`)
     not_erased: dict[str, float] = field(default_factory=dict)  # concepts below `erased_at` when the budget ran out
@@ -110,6 +113,8 @@ class EraseResult:
             "lora_layers": len(self.weights),
             "audit": self.audit.to_dict() if self.audit else None,
             "resumed_from": self.resumed_from,
+            "previous_steps": self.previous_steps,
+            "resumed_optimizer": self.resumed_optimizer,
             "steps_trained": self.steps_trained,
             "erasure_checks": self.checks,
             "not_erased": self.not_erased,
@@ -136,6 +141,7 @@ def erase(
     config: EraseConfig,
     callbacks: Callbacks | None = None,
     resume: LoraFile | None = None,
+    resume_state: TrainingState | None = None,
 ) -> EraseResult:
     """Erase `config.erase` from the backend's model and return the LoRA that does it.
 
@@ -143,7 +149,10 @@ def erase(
         backend: the model (see `Backend`); its UNet is borrowed for the run and handed back unchanged.
         config: a method config (`EsdConfig`, `EapConfig`, `AgeConfig`, `UceConfig`).
         callbacks: progress and cancellation hooks.
-        resume: a LoRA (from `load_lora`) to continue training from; it must fit this model.
+        resume: a LoRA (from `load_lora`) to continue training from; it must fit this model and have been made
+            with this run's method, erased concepts, layers and rank.
+        resume_state: the optimiser state kept beside that LoRA (`resume.load_state`); without it Adam starts
+            afresh, and the result says so.
 
     Raises:
         ConfigError, ModelError, NumericalError, ResourceError, Cancelled (all `ErasureError`).
@@ -156,6 +165,8 @@ def erase(
         raise ConfigError(
             "UCE is a closed-form edit of the original weights; there is nothing to resume. Drop the resume file."
         )
+    if resume is not None:
+        check_resumable(resume, config, _resume_name(resume))
     key_map = _key_map(backend)
     modules = select_modules(unet.named_modules(), config.layers)
     latent_shape = backend.latent_shape(config.resolution)
@@ -175,7 +186,9 @@ def erase(
                 callbacks.on_step(1, 1, {INFO_PHASE: "train"})
                 probes = _probes(config, {}, {}, result.guarded)
             else:
-                probes = _train(backend, config, callbacks, prompts, modules, latent_shape, resume, result)
+                probes = _train(
+                    backend, config, callbacks, prompts, modules, latent_shape, resume, resume_state, result
+                )
             callbacks.on_step(config.total_steps, config.total_steps, {INFO_PHASE: "audit"})
             result.audit = audit_loaded(
                 backend,
@@ -252,6 +265,7 @@ def _train(
     modules: list[str],
     latent_shape: tuple[int, int, int],
     resume: LoraFile | None,
+    resume_state: TrainingState | None,
     result: EraseResult,
 ) -> list[Probe]:
     method = TRAINED_METHODS[config.method]
@@ -264,13 +278,16 @@ def _train(
         params = load_lora_weights(
             unet, weights_for_modules(resume, result.key_map, _module_shapes(unet), _aliases(backend))
         )
-        result.resumed_from = resume.metadata.get("ss_output_name", "a LoRA file")
+        result.resumed_from = _resume_name(resume)
         result.previous_steps = int(resume.info().get("steps") or 0)
     else:
         with torch.random.fork_rng(devices=[]):  # seeded LoRA init without touching the host's global RNG
             torch.manual_seed(config.seed)
             params = inject_lora(unet, modules, config.rank, config.alpha)
     ctx.set_trainable(params, fresh=resume is None)
+    names = {id(p): name for name, p in unet.named_parameters()}
+    if resume is not None:
+        result.resumed_optimizer = _restore_optimizers(ctx, names, resume_state)
     monitor = _monitor(backend, config, state, latent_shape, result.guarded) if config.until_erased else None
     for step in range(1, total + 1):
         checkpoint("train", f"at step {step - 1} of {total}")
@@ -299,6 +316,7 @@ def _train(
         if trainable == []:
             break
     result.unet_evals = ctx.unet_evals
+    result.training_state = capture(ctx.optimizers, names)
     if monitor is not None:
         result.checks = [c.to_dict() for c in monitor.checks]
     if state is not None:
@@ -306,6 +324,21 @@ def _train(
         if config.method == "age":
             result.targets = state.targets()
     return _probes(config, result.found, result.targets, result.guarded)
+
+
+def _resume_name(lora: LoraFile) -> str:
+    return lora.metadata.get("ss_output_name") or "the LoRA to resume"
+
+
+def _restore_optimizers(ctx: TrainingContext, names: dict[int, str], state: TrainingState | None) -> str:
+    """Adam's moments from the state saved beside the resumed LoRA; what happened, for the report."""
+    if state is None:
+        return "fresh: no saved optimizer state was given"
+    if state.tensors is None:
+        return f"fresh: {state.note}"
+    if not restore(ctx.optimizers, names, state.tensors):
+        return "fresh: the saved optimizer state is for other layers or another number of concepts"
+    return state.note
 
 
 def _measure(monitor: ErasureMonitor, state: Any, step: int) -> Check:

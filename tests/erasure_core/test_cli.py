@@ -167,3 +167,18 @@ def test_ctrl_c_mid_run_exits_130_and_writes_nothing(model: Path, tmp_path: Path
         pytest.fail("Ctrl-C did not stop the run")
     assert process.returncode == 130 and "cancelled: the model was not changed" in rest
     assert list(tmp_path.iterdir()) == [], "a cancelled run wrote files"
+
+
+def test_save_state_then_resume_continues_the_optimizer(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert _erase(model, tmp_path, "--method", "esd", "--save-state") == 0
+    assert (tmp_path / "cat.erasure-state").is_file()
+    capsys.readouterr()
+    more = tmp_path / "more"
+    more.mkdir()
+    assert _erase(model, more, "--method", "esd", "--resume", str(tmp_path / "cat.safetensors")) == 0
+    assert "resumed cat (3 steps before this run); optimizer: optimizer state restored" in capsys.readouterr().out
+    report = json.loads((more / "report.json").read_text())
+    assert report["previous_steps"] == 3 and report["resumed_optimizer"].startswith("optimizer state restored")
+    assert not (more / "cat.erasure-state").exists()  # written only when asked for

@@ -22,6 +22,8 @@ from erasure_core import (
 from erasure_core.backends.diffusers_backend import DiffusersBackend
 from erasure_core.callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PREVIEW
 from erasure_core.lora.adapter import has_lora, inject_lora
+from erasure_core.lora.export import save_lora_file
+from erasure_core.resume import load_state, save_state
 from tests.conftest import make_backend
 
 QUICK = {"steps": 4, "ddim_steps": 5, "audit_samples": 0}
@@ -131,6 +133,57 @@ def test_resume_continues_from_the_saved_lora(sd1_backend: DiffusersBackend, tmp
     assert any(not torch.allclose(more.weights[n].up, w.up) for n, w in first.weights.items())
     assert more.resumed_from == "first"
     assert load_lora(export_lora(more, tmp_path / "more.safetensors")).info()["steps"] == 2 * QUICK["steps"]
+
+
+def _adam_steps(result) -> set[int]:
+    return {int(v.item()) for k, v in result.training_state.items() if k.endswith("/step")}
+
+
+def test_resume_continues_adams_state_saved_beside_the_lora(sd1_backend: DiffusersBackend, tmp_path: Path) -> None:
+    config = make_config("esd", erase=["cat"], lr=1e-2, **{**QUICK, "until_erased": False})
+    first = erase(sd1_backend, config)
+    path = export_lora(first, tmp_path / "first.safetensors")
+    state_file = save_state(first.training_state, path)
+    assert state_file.name == "first.erasure-state" and _adam_steps(first) == {4}
+    assert state_file.stat().st_mode & 0o777 == path.stat().st_mode & 0o777  # the user's usual permissions
+
+    more = erase(sd1_backend, config, resume=load_lora(path), resume_state=load_state(path))
+    assert _adam_steps(more) == {8}, "the resumed Adam did not continue from the saved moments"
+    assert more.resumed_optimizer.startswith("optimizer state restored") and more.report()["previous_steps"] == 4
+
+    fresh = erase(sd1_backend, config, resume=load_lora(path))
+    assert _adam_steps(fresh) == {4} and fresh.resumed_optimizer.startswith("fresh")
+    # A state file left from another version of the LoRA is not used.
+    export_lora(more, path, dtype=torch.float32)
+    stale = erase(sd1_backend, config, resume=load_lora(path), resume_state=load_state(path))
+    assert _adam_steps(stale) == {4} and "another version" in stale.resumed_optimizer
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"method": "age"}, "method ESD"),
+        ({"erase": ["dog"]}, "erased concepts"),
+        ({"layers": "xattn-kv"}, "layers"),
+        ({"rank": 2}, "rank"),
+    ],
+)
+def test_resume_refuses_a_lora_made_for_another_erasure(
+    sd1_backend: DiffusersBackend, tmp_path: Path, change: dict, named: str
+) -> None:
+    path = export_lora(erase(sd1_backend, make_config("esd", erase=["cat"], **QUICK)), tmp_path / "e.safetensors")
+    settings = {"erase": ["cat"], **QUICK, **{k: v for k, v in change.items() if k != "method"}}
+    config = make_config(change.get("method", "esd"), **settings)
+    with pytest.raises(ConfigError, match=f"cannot be resumed.*{named}.*this run"):
+        erase(sd1_backend, config, resume=load_lora(path))
+    assert not has_lora(sd1_backend.unet)
+
+
+def test_resume_refuses_a_lora_this_extension_did_not_make(sd1_backend: DiffusersBackend, tmp_path: Path) -> None:
+    result = erase(sd1_backend, make_config("esd", erase=["cat"], **QUICK))
+    path = save_lora_file(result.kohya_state_dict(), tmp_path / "other.safetensors", {})
+    with pytest.raises(ConfigError, match="no erasure metadata"):
+        erase(sd1_backend, make_config("esd", erase=["cat"], **QUICK), resume=load_lora(path))
 
 
 def test_resume_with_a_lora_for_another_architecture_raises(tmp_path: Path) -> None:
