@@ -22,13 +22,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from erasure_core.callbacks import Callbacks
-from erasure_core.config import EraseConfig
+from erasure_core.config import CONFIG_CLASSES, EraseConfig, is_closed_form
 from erasure_core.defaults import DEFAULTS
 from erasure_core.errors import ConfigError, ErasureError
 from erasure_core.files import atomic_write
 from erasure_core.frontend.concepts import PRESETS, merge_presets
 from erasure_core.frontend.lora_files import SUFFIX, resolve_target, safe_relative_name
-from erasure_core.frontend.settings import LAYER_CHOICES, MAX_STEPS, METHODS, build_config
+from erasure_core.frontend.settings import LAYER_CHOICES, MAX_STEPS, METHODS, TRAINING_WIDGETS, build_config
 from erasure_core.preview import image_grid
 from erasure_core.trainer import EraseResult, erase, export_lora
 
@@ -156,8 +156,8 @@ def parse_form(values: dict[str, Any]) -> ErasureRequest:
     if not data.get("preview_size"):
         data["preview_size"] = None
     data["preset"] = "custom"
-    if data.get("method") == "uce":  # a closed-form edit: the (disabled) training widgets do not apply
-        for key in ("steps", "lr", "rank"):
+    if data.get("method") in CONFIG_CLASSES and is_closed_form(data["method"]):  # its (disabled) widgets do not apply
+        for key in TRAINING_WIDGETS:
             data.pop(key, None)
     return parse_request(data)
 
@@ -318,7 +318,7 @@ def write_card(lora_path: Path, result: EraseResult) -> Path:
     """The Lora tab's card: A1111 and Forge read `<name>.json` beside the file for its description and version."""
     c = result.config
     kept = f"; keeps {', '.join(c.keep)}" if c.keep else ""
-    steps = "closed form" if c.method == "uce" else f"{result.steps_trained} steps"
+    steps = "closed form" if c.closed_form else f"{result.steps_trained} steps"
     card = {
         "description": f"Erases {', '.join(c.erase)}{kept} ({c.method.upper()}, {steps}, made on {result.base_model}).",
         "sd version": SD_VERSION[result.arch],

@@ -12,6 +12,7 @@ import gradio as gr
 from modules import progress, shared
 from modules.call_queue import wrap_gradio_gpu_call
 
+from erasure_core.config import is_closed_form
 from erasure_core.defaults import DEFAULTS
 from erasure_core.errors import ErasureError
 from erasure_core.frontend.charts import audit_chart, loss_chart
@@ -121,7 +122,7 @@ def start(id_task: str, *values: Any) -> tuple[Any, ...]:
 
 def method_changed(method: str) -> tuple[Any, Any, Any]:
     defaults = DEFAULTS[method]
-    trained = method != "uce"
+    trained = not is_closed_form(method)
     return (
         gr.update(value=defaults["steps"], interactive=trained),
         gr.update(value=defaults["lr"], interactive=trained),

@@ -19,7 +19,7 @@ import torch
 
 from . import jsonsafe
 from .callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
-from .config import CONFIG_CLASSES, EraseConfig, make_config, method_defaults
+from .config import CONFIG_CLASSES, EraseConfig, is_closed_form, make_config, method_defaults
 from .defaults import DEMO_OVERRIDES
 from .demo import load_demo
 from .errors import ConfigError, ErasureError, ModelError
@@ -162,7 +162,7 @@ def _vocabulary(value: str | None) -> tuple[str, ...] | None:
 def _config_from_args(args: argparse.Namespace) -> EraseConfig:
     fields = {f.name for f in dataclasses.fields(CONFIG_CLASSES[args.method])}
     settings = {name: getattr(args, name) for name in fields - _HAND_WRITTEN if getattr(args, name, None) is not None}
-    if args.model == DEMO_MODEL and args.method != "uce":
+    if args.model == DEMO_MODEL and not is_closed_form(args.method):
         demo = {k: v for k, v in DEMO_OVERRIDES.items() if k in fields}
         settings = {**demo, **settings}  # the demo's shorter recipe, unless the user set a value
     generic = {f.name for cls in CONFIG_CLASSES.values() for f in dataclasses.fields(cls)} - fields - _HAND_WRITTEN

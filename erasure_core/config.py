@@ -105,6 +105,8 @@ class EraseConfig:
     """Settings shared by every method. Use a method's subclass (`EsdConfig`, ...), not this base."""
 
     method: ClassVar[str] = ""
+    # A closed-form edit (UCE): one solve instead of training steps, so no steps, learning rate, LoRA rank or resume.
+    closed_form: ClassVar[bool] = False
 
     erase: tuple[str, ...] = field(default=(), metadata={"help": "Concepts to erase (one prompt each)."})
     keep: tuple[str, ...] = field(default=(), metadata={"help": "Concepts to keep unchanged."})
@@ -239,7 +241,7 @@ class EraseConfig:
     @property
     def total_steps(self) -> int:
         """Training steps of the whole run at most: `steps` for each erased concept (UCE: one closed-form solve)."""
-        return 1 if self.method == "uce" else self.steps * len(self.erase)
+        return 1 if self.closed_form else self.steps * len(self.erase)
 
     def resolved_pool_refreshes(self) -> int:
         """The latent-pool refreshes this run makes: `pool_refreshes`, with 'auto' resolved (0 = no pool)."""
@@ -385,6 +387,7 @@ class UceConfig(EraseConfig):
     """UCE: closed-form edit of the cross-attention key/value projections (Gandikota et al. 2024)."""
 
     method: ClassVar[str] = "uce"
+    closed_form: ClassVar[bool] = True
 
     uce_lambda: float | None = _opt("Regulariser lambda that keeps the weights near the original.", min=0.0)
     erase_scale: float | None = _opt("Weight of the erased concepts in the least-squares edit.", min=0.0)
@@ -424,6 +427,11 @@ def config_class(method: str) -> type[EraseConfig]:
         return CONFIG_CLASSES[method]
     except KeyError:
         raise ConfigError(f"Unknown method {method!r}; choose one of {', '.join(CONFIG_CLASSES)}.") from None
+
+
+def is_closed_form(method: str) -> bool:
+    """Whether `method` edits in closed form (see `EraseConfig.closed_form`)."""
+    return config_class(method).closed_form
 
 
 def method_defaults(method: str) -> dict[str, Any]:

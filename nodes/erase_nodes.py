@@ -5,7 +5,17 @@ from __future__ import annotations
 from comfy_api.latest import io, ui
 
 from ..erasure_core.frontend.concepts import PRESETS, ConceptList, merge_presets
-from ..erasure_core.frontend.settings import LAYER_CHOICES, MAX_STEPS, METHODS, WIDGET_DEFAULTS, build_config
+from ..erasure_core.frontend.settings import (
+    LAYER_CHOICES,
+    MAX_STEPS,
+    METHODS,
+    NOT_UCE,
+    STEPS_HELP,
+    UCE_RANK,
+    WIDGET_DEFAULTS,
+    build_config,
+    ignored_widgets_note,
+)
 from ..erasure_core.layers import LAYER_SET_HELP
 from .training import run_erasure
 
@@ -53,15 +63,24 @@ class EraseConceptNode(io.ComfyNode):
             description="Fine-tune a LoRA that erases concepts from this model (ESD, EAP, AGE or UCE).",
             inputs=[
                 io.Model.Input("model"),
-                io.Clip.Input("clip", optional=True, tooltip="The CLIP of the same checkpoint (required)."),
+                io.Clip.Input("clip", tooltip="The CLIP of the same checkpoint: the concepts are encoded with it."),
                 Concepts.Input("concepts", optional=True, tooltip="From a Concept List node."),
                 io.String.Input("erase", multiline=True, default="", tooltip="Concepts to erase, one per line."),
                 io.String.Input("keep", multiline=True, default="", tooltip="Concepts to keep, one per line."),
                 io.Combo.Input("method", options=list(METHODS), default="eap"),
                 io.Combo.Input("layers", options=list(LAYER_CHOICES), default="method default", tooltip=layer_help),
-                io.Int.Input("steps", default=WIDGET_DEFAULTS["steps"], min=1, max=MAX_STEPS),
-                io.Float.Input("learning_rate", default=WIDGET_DEFAULTS["lr"], min=1e-7, max=1.0, step=1e-5),
-                io.Int.Input("rank", default=WIDGET_DEFAULTS["rank"], min=1, max=128),
+                io.Int.Input("steps", default=WIDGET_DEFAULTS["steps"], min=1, max=MAX_STEPS, tooltip=STEPS_HELP),
+                io.Float.Input(
+                    "learning_rate",
+                    default=WIDGET_DEFAULTS["lr"],
+                    min=1e-7,
+                    max=1.0,
+                    step=1e-5,
+                    tooltip=f"ESD, EAP, AGE. {NOT_UCE}",
+                ),
+                io.Int.Input(
+                    "rank", default=WIDGET_DEFAULTS["rank"], min=1, max=128, tooltip=f"LoRA rank. {UCE_RANK}"
+                ),
                 seed_input(WIDGET_DEFAULTS["seed"]),
                 io.String.Input(
                     "advanced",
@@ -84,6 +103,7 @@ class EraseConceptNode(io.ComfyNode):
     def execute(
         cls,
         model,
+        clip,
         erase: str,
         keep: str,
         method: str,
@@ -92,13 +112,14 @@ class EraseConceptNode(io.ComfyNode):
         learning_rate: float,
         rank: int,
         seed: int,
-        clip=None,
         concepts: ConceptList | None = None,
         advanced: str = "",
     ) -> io.NodeOutput:
         config = build_config(concepts, erase, keep, method, layers, steps, learning_rate, rank, seed, advanced)
         out = run_erasure(model, clip, config, cls.hidden.unique_id)
         header = "(from the cache: same model, prompts and settings)\n" if out.cached else ""
+        if note := ignored_widgets_note(method, layers):
+            header += note + "\n"
         return io.NodeOutput(
             out.model,
             out.lora,

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from comfy_api.latest import io, ui
 
-from ..erasure_core.config import EsdConfig, config_from_dict
 from ..erasure_core.errors import Cancelled, ConfigError
 from ..erasure_core.frontend.charts import audit_chart
 from ..erasure_core.frontend.concepts import ConceptList
-from ..erasure_core.frontend.lora_info import concepts_of, erasure_info
+from ..erasure_core.frontend.lora_info import concepts_of
+from ..erasure_core.frontend.settings import audit_config
 from ..erasure_core.lora.export import lora_from_tensors
 from ..erasure_core.preview import image_grid
 from ..erasure_core.trainer import run_audit
@@ -147,7 +147,11 @@ class ErasureAuditNode(io.ComfyNode):
                 io.Clip.Input("clip"),
                 io.LoraModel.Input("lora", tooltip="From Erase Concept or Load Erasure LoRA."),
                 io.String.Input(
-                    "erase", default="", optional=True, tooltip="Erased concepts, if the LoRA has no metadata."
+                    "erase",
+                    multiline=True,
+                    default="",
+                    optional=True,
+                    tooltip="Erased concepts, one per line, if the LoRA has no metadata (ours always has).",
                 ),
                 io.String.Input(
                     "extra_prompts", multiline=True, default="", optional=True, tooltip="More prompts to probe."
@@ -164,14 +168,7 @@ class ErasureAuditNode(io.ComfyNode):
         cls, model, clip, lora: dict, samples: int, seed: int, erase: str = "", extra_prompts: str = ""
     ) -> io.NodeOutput:
         meta = dict(getattr(lora, "metadata", {}) or {})
-        settings = erasure_info(meta).get("config")
-        if settings:
-            config = config_from_dict(settings).replace(audit_samples=samples, seed=seed)
-        else:
-            names = tuple(x.strip() for x in (erase or "").split(",") if x.strip())
-            if not names:
-                raise ConfigError("This LoRA carries no erasure metadata; type the erased concept(s) in 'erase'.")
-            config = EsdConfig(erase=names, audit_samples=samples, seed=seed)
+        config = audit_config(meta, erase, samples, seed)
         weights = lora_from_tensors(lora, meta, "The connected LORA_MODEL")
         extra = tuple(line.strip() for line in (extra_prompts or "").splitlines() if line.strip())
         backend = ComfyBackend(model.clone(), clip)

@@ -6,17 +6,37 @@ import ast
 from collections.abc import Mapping
 from typing import Any
 
-from ..config import CONFIG_CLASSES, EraseConfig, make_config
+from ..config import CONFIG_CLASSES, EraseConfig, config_from_dict, is_closed_form, make_config
 from ..defaults import DEFAULTS
 from ..errors import ConfigError
 from ..layers import LAYER_SETS
-from .concepts import ConceptList, build_concept_list
+from .concepts import ConceptList, build_concept_list, parse_concepts
+from .lora_info import erasure_info
 
 METHODS = ("eap", "age", "esd", "uce")  # EAP first: the node's default
 LAYER_CHOICES = ("method default", *LAYER_SETS)
 DEFAULT_METHOD = "eap"
 WIDGET_DEFAULTS = {key: DEFAULTS[DEFAULT_METHOD][key] for key in ("steps", "lr", "rank", "seed")}
 MAX_STEPS = 20000
+# What the form's training widgets mean, and that UCE (a closed-form edit) does not use them.
+NOT_UCE = "UCE is a closed-form edit and does not use it."
+STEPS_HELP = (
+    "Training steps per erased concept: the budget; with until_erased (the default) most runs stop sooner. "
+    "ESD, EAP, AGE. " + NOT_UCE
+)
+UCE_RANK = "UCE does not use it: its rank is what the edit needs (max_rank and energy in advanced)."
+UCE_LAYERS = "xattn-kv"  # the only layers UCE edits
+TRAINING_WIDGETS = ("steps", "lr", "rank")  # the form's settings a closed-form method does not use
+
+
+def ignored_widgets_note(method: str, layers: str = "method default") -> str:
+    """One line saying which of the form's settings a method does not use ("" when it uses them all)."""
+    if not is_closed_form(method):
+        return ""
+    note = "UCE is a closed-form edit: steps, learning_rate and rank do not apply (its rank: max_rank and energy)"
+    if layers not in ("method default", UCE_LAYERS):
+        note += f"; it edits only {UCE_LAYERS}, not {layers}"
+    return note + "."
 
 
 def parse_advanced(text: str) -> dict[str, Any]:
@@ -74,13 +94,13 @@ def build_config(
     settings: dict[str, Any] = {"steps": int(steps), "lr": float(lr), "rank": int(rank), "seed": int(seed)}
     if layers != "method default":
         settings["layers"] = layers
-    if method == "uce":  # a closed-form edit: no steps, lr or seed; its rank comes from the SVD
+    if is_closed_form(method):  # no steps, lr or seed; its rank comes from the SVD
         settings = {"seed": int(seed)}
     settings.update(parse_advanced(advanced) if isinstance(advanced, str) else dict(advanced))
     for fixed in ("erase", "keep", "erase_weights", "keep_weights"):
         if fixed in settings:
             raise ConfigError(f"'{fixed}' cannot be set in the advanced box; use the concept lists.")
-    if method != "uce" and "alpha" not in settings:
+    if not is_closed_form(method) and "alpha" not in settings:
         settings["alpha"] = float(settings["rank"])  # keep the LoRA scale at 1 whatever the rank
     return make_config(
         method,
@@ -94,3 +114,15 @@ def build_config(
 
 def _lines(names: tuple[str, ...], weights: tuple[float, ...]) -> list[str]:
     return [n if w == 1.0 else f"{n}: {w:g}" for n, w in zip(names, weights, strict=True)]
+
+
+def audit_config(metadata: Mapping[str, str], erase_text: str, samples: int, seed: int) -> EraseConfig:
+    """What the Erasure Audit measures: the settings the LoRA was trained with (our metadata), else the concepts
+    typed in `erase_text`, one per line as in every other concept box."""
+    settings = erasure_info(metadata).get("config")
+    if settings:
+        return config_from_dict(settings).replace(audit_samples=samples, seed=seed)
+    names, weights, _ = parse_concepts(erase_text or "", "erase")
+    if not names:
+        raise ConfigError("This LoRA carries no erasure metadata; type the erased concepts in 'erase', one per line.")
+    return make_config("esd", erase=names, erase_weights=weights, audit_samples=samples, seed=seed)

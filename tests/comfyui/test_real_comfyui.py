@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from .server import ComfyServer, messages, ui_to_api
-from .workflows import baseline_prompt, erase_prompt, loraloader_prompt, sampling
+from .workflows import audit_prompt, baseline_prompt, erase_prompt, loraloader_prompt, sampling
 
 OUR_NODES = {
     "ConceptErasureConceptList": "Concept List",
@@ -145,7 +145,6 @@ def test_cancel_mid_run_writes_nothing_and_leaves_the_model_untouched(server: Co
     [
         (erase_prompt(erase="", save_name=None), "empty"),
         (erase_prompt(erase="# only a comment", save_name=None), "empty"),
-        (erase_prompt(clip=False, save_name=None), "No CLIP"),
         (erase_prompt(seed=3, save_name="../outside", latent_prefix="bad_name"), "leave the loras folder"),
         (erase_prompt(erase="cat: -1", save_name=None), "above 0"),
         (erase_prompt(erase="cat\ndog", keep="dog", save_name=None), "both erased and kept"),
@@ -162,6 +161,29 @@ def test_bad_input_gives_a_clear_error_and_the_server_keeps_running(server: Comf
 def test_steps_out_of_range_are_refused_before_running(server: ComfyServer):
     with pytest.raises(AssertionError, match="steps"):
         server.queue(erase_prompt(steps=0, save_name=None))
+
+
+def test_erase_concept_without_clip_is_refused_before_running(server: ComfyServer):
+    """CLIP is a required input: ComfyUI's own validation names it before anything runs."""
+    with pytest.raises(AssertionError, match="clip"):
+        server.queue(erase_prompt(clip=False, save_name=None))
+
+
+def test_uce_says_which_widgets_it_does_not_use(server: ComfyServer):
+    entry = server.run(erase_prompt(method="uce", save_name=None, latent_prefix="uce_note"))
+    assert_success(entry)
+    text = entry["outputs"]["2"]["text"][0]
+    assert "steps, learning_rate and rank do not apply" in text
+
+
+def test_audit_node_reads_one_concept_per_line(server: ComfyServer):
+    assert_success(server.run(erase_prompt(save_name="test/for_audit", latent_prefix="for_audit")))
+    tensors = load_file(server.loras / "test" / "for_audit.safetensors")
+    save_file(tensors, server.loras / "test" / "foreign.safetensors")  # no metadata: the node must be told
+    entry = server.run(audit_prompt("test/foreign.safetensors", "cat\ndog"))
+    assert_success(entry)
+    report = entry["outputs"]["3"]["text"][0]
+    assert "cat" in report and "dog" in report and "cat\ndog" not in report
 
 
 def test_progress_and_loss_reach_the_browser_socket(server: ComfyServer):

@@ -82,3 +82,18 @@ def baseline_prompt(latent_prefix: str) -> dict[str, Any]:
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
         **sampling("1", latent_prefix),
     }
+
+
+def audit_prompt(lora_file: str, erase: str) -> dict[str, Any]:
+    """Load a LoRA file from the loras folder and audit it on the checkpoint; `erase` as typed in the node."""
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
+        "2": {
+            "class_type": "ConceptErasureLoadLora",
+            "inputs": {"model": ["1", 0], "lora_file": lora_file, "strength": 1.0},
+        },
+        "3": {
+            "class_type": "ConceptErasureAudit",
+            "inputs": {"model": ["1", 0], "clip": ["1", 1], "lora": ["2", 1], "erase": erase, "samples": 1, "seed": 0},
+        },
+    }

@@ -1,5 +1,7 @@
 """Erase Concept's widgets → engine config: defaults from the one table, weights carried, bad values refused."""
 
+import json
+
 import pytest
 
 from erasure_core.defaults import DEFAULTS
@@ -63,3 +65,28 @@ def test_unknown_method_and_layer_set():
         build(method="magic")
     with pytest.raises(ConfigError, match="layers"):
         build(layers="everything")
+
+
+def test_uce_ignores_the_training_widgets_and_the_note_says_so():
+    uce = build(method="uce", steps=7, lr=0.5, rank=9)
+    assert uce == build(method="uce")  # steps, learning rate and rank change nothing
+    note = settings.ignored_widgets_note("uce")
+    assert "steps, learning_rate and rank do not apply" in note and "max_rank" in note
+    assert "not full" in settings.ignored_widgets_note("uce", "full")
+    assert settings.ignored_widgets_note("uce", "xattn-kv") == note
+    for method in ("esd", "eap", "age"):
+        assert settings.ignored_widgets_note(method) == ""
+        assert build(method=method, steps=7).steps == 7
+
+
+def test_audit_reads_the_trained_settings_or_one_typed_concept_per_line():
+    typed = settings.audit_config({}, "cat\n# a comment\ndog: 2\n", samples=3, seed=5)
+    assert typed.erase == ("cat", "dog") and typed.erase_weights == (1.0, 2.0)
+    assert (typed.audit_samples, typed.seed) == (3, 5)
+    assert settings.audit_config({}, "a cat, sitting", 1, 0).erase == ("a cat, sitting",)  # a comma is text
+    with pytest.raises(ConfigError, match="one per line"):
+        settings.audit_config({}, "  \n", 1, 0)
+    trained = build(method="age", erase_text="cat\nbus", keep_text="dog").resolved()
+    metadata = {"erasure_config": json.dumps(trained.to_dict())}
+    audited = settings.audit_config(metadata, "ignored", samples=2, seed=1)
+    assert audited.method == "age" and audited.erase == ("cat", "bus") and audited.keep == ("dog",)
