@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .backends.base import Backend, Conditioning
+from .backends.base import Backend, Conditioning, supports_cuda_graphs
 from .config import EraseConfig
 from .cuda_graphs import GraphedPredict
 from .errors import NumericalError
@@ -108,7 +108,7 @@ class TrainingContext:
         self.last_latent: torch.Tensor | None = None
         self._unedited = False  # the edit is still zero: a fresh LoRA before its first update (`set_trainable`)
         self._graphed: GraphedPredict | None = None
-        if config.cuda_graphs and backend.device.type == "cuda" and getattr(backend, "supports_cuda_graphs", False):
+        if config.cuda_graphs and backend.device.type == "cuda" and supports_cuda_graphs(backend):
             self._graphed = GraphedPredict(backend.predict_noise)
         self._ddim_steps = config.resolved_ddim_steps()
         self._fresh_steps = config.resolved_pool_fresh_steps()

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from .audit import AuditReport, Probe, audit_loaded
-from .backends.base import Backend
+from .backends.base import Backend, encode_text, kohya_aliases
 from .callbacks import INFO_ERASURE, INFO_PHASE, INFO_PREVIEW, INFO_UNET_EVALS, Callbacks
 from .cancel import cancellable, checkpoint
 from .candidates import Encode
@@ -123,8 +123,8 @@ class EraseResult:
     def stop_reason(self) -> str:
         """One sentence on how training ended, for the CLI, the nodes and the tab."""
         c = self.config
-        if c.method == "uce":
-            return "UCE edits in closed form (no training steps)."
+        if c.closed_form:
+            return f"{c.method.upper()} edits in closed form (no training steps)."
         if not c.until_erased:
             return f"Trained the fixed {self.steps_trained} steps."
         if not self.not_erased:
@@ -161,9 +161,10 @@ def erase(
     unet = backend.unet
     if has_lora(unet):
         raise ModelError("The model already carries an erasure LoRA from an unfinished run; reload the model.")
-    if resume is not None and config.method == "uce":
+    if resume is not None and config.closed_form:
         raise ConfigError(
-            "UCE is a closed-form edit of the original weights; there is nothing to resume. Drop the resume file."
+            f"{config.method.upper()} is a closed-form edit of the original weights; there is nothing to resume. "
+            "Drop the resume file."
         )
     if resume is not None:
         check_resumable(resume, config, _resume_name(resume))
@@ -216,9 +217,10 @@ def erase(
 def _anchor_encoder(backend: Backend, config: EraseConfig) -> Encode:
     """How the method encodes its target's prompts. UCE's guide is the text encoders' real encoding: a backend may
     encode "" as the sampler's unconditional rule has it (SDXL pipelines: zeros), which would map the concept's keys
-    and values to zero (`encode_text`, an optional backend method). The trained methods' anchor is the sampler's."""
+    and values to zero (`encode_text`, an optional backend capability). The trained methods' anchor is the
+    sampler's."""
     if config.method == "uce":
-        return getattr(backend, "encode_text", backend.encode_prompts)
+        return encode_text(backend)
     return backend.encode_prompts
 
 
@@ -276,7 +278,7 @@ def _train(
     state = method.prepare(ctx)  # candidate search runs before the model is touched
     if resume is not None:
         params = load_lora_weights(
-            unet, weights_for_modules(resume, result.key_map, _module_shapes(unet), _aliases(backend))
+            unet, weights_for_modules(resume, result.key_map, _module_shapes(unet), kohya_aliases(backend))
         )
         result.resumed_from = _resume_name(resume)
         result.previous_steps = int(resume.info().get("steps") or 0)
@@ -368,12 +370,6 @@ def _key_map(backend: Backend) -> dict[str, str]:
     )
 
 
-def _aliases(backend: Backend) -> dict[str, str]:
-    """Other kohya spellings of the backend's layers, if the host knows them (optional backend method)."""
-    aliases = getattr(backend, "kohya_aliases", None)
-    return aliases() if callable(aliases) else {}
-
-
 def _module_shapes(unet: torch.nn.Module) -> dict[str, tuple[int, ...]]:
     return {name: tuple(m.weight.shape) for name, m in unet.named_modules() if is_trainable_type(m)}
 
@@ -448,7 +444,7 @@ def run_audit(
         info = weights.info()
         found, targets = info.get("found") or {}, info.get("targets") or {}
         guarded = info.get("guarded") or {}
-        weights = weights_for_modules(weights, _key_map(backend), _module_shapes(unet), _aliases(backend))
+        weights = weights_for_modules(weights, _key_map(backend), _module_shapes(unet), kohya_aliases(backend))
     else:
         found, targets, guarded = {}, {}, {}
     probes = _probes(config, found, targets, guarded) + [Probe(p, "neighbour") for p in extra_prompts]

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from ..erasure_core.callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
+from ..erasure_core.frontend import PROGRESS_EVENT
 from ..erasure_core.lora.export import read_safetensors
 from ..erasure_core.monitor import LastErasure
 
 logger = logging.getLogger(__name__)
-EVENT = "concept_erasure.progress"  # the front end (web/erasure.js) listens for this
 
 
 class ErasureLora(dict):
@@ -41,7 +41,7 @@ def send_event(node_id: str | None, data: dict[str, Any]) -> None:
         from server import PromptServer
 
         server = PromptServer.instance
-        server.send_sync(EVENT, {"node": node_id, **data}, server.client_id)
+        server.send_sync(PROGRESS_EVENT, {"node": node_id, **data}, server.client_id)
     except Exception as exc:  # progress display must never break a run
         logger.debug("progress event not sent: %s", exc)
 

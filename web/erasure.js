@@ -3,7 +3,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
-const EVENT = "concept_erasure.progress";
+const EVENT = "concept_erasure.progress"; // PROGRESS_EVENT in erasure_core/frontend/__init__.py
 
 function lossWidget(node) {
   const box = document.createElement("div");

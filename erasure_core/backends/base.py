@@ -8,7 +8,7 @@ the engine gets the frozen model's predictions by disabling its LoRA layers on t
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
@@ -124,6 +124,30 @@ class Backend(Protocol):
     def fingerprint(self) -> str:
         """A short stable hash of the UNet weights, to record which model a LoRA was made on."""
         ...
+
+
+# Optional capabilities. A backend may define these beyond the protocol; the engine reaches them only through the
+# helpers below, so each has one home and a default.
+#   encode_text(prompts) -> Conditioning: the text encoders' real encoding, "" included (a sampler's own rule may
+#       encode "" otherwise: SDXL pipelines use zeros for the unconditional branch). Default: `encode_prompts`.
+#   kohya_aliases() -> dict[str, str]: further kohya prefixes of the host's layers (e.g. ComfyUI accepts both the
+#       diffusers-style and the ldm-style name of one layer). Default: none.
+#   supports_cuda_graphs: True when `predict_noise` never synchronises with the host. Default: False.
+
+
+def encode_text(backend: Backend) -> Callable[[Sequence[str]], Conditioning]:
+    """The backend's real text encoding (`encode_text`), else its sampler's (`encode_prompts`)."""
+    return getattr(backend, "encode_text", backend.encode_prompts)
+
+
+def kohya_aliases(backend: Backend) -> dict[str, str]:
+    """Other kohya spellings of the backend's layers, if the host knows them."""
+    aliases = getattr(backend, "kohya_aliases", None)
+    return aliases() if callable(aliases) else {}
+
+
+def supports_cuda_graphs(backend: Backend) -> bool:
+    return bool(getattr(backend, "supports_cuda_graphs", False))
 
 
 class UnetPlacement:
