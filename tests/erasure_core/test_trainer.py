@@ -241,3 +241,56 @@ def test_non_finite_uce_edit_raises(sd1_backend: DiffusersBackend) -> None:
     with pytest.raises(NumericalError, match="UCE edit"):
         erase(sd1_backend, make_config("uce", erase=["cat"]))
     assert not has_lora(sd1_backend.unet)
+
+
+def test_erased_concepts_take_turns_and_the_keep_list_does_not_change_them(sd1_backend: DiffusersBackend) -> None:
+    """Every erased concept once per round (random order would give one concept twice the updates of another),
+    and the kept concepts draw from their own stream, so adding one does not change which erased concept trains."""
+
+    def trained(keep: list[str]) -> list[str]:
+        seen: list[str] = []
+        callbacks = Callbacks(
+            on_step=lambda s, n, info: seen.append(info[INFO_CONCEPT]) if INFO_CONCEPT in info else 0
+        )
+        settings = {**QUICK, "steps": 3, "until_erased": False}
+        erase(sd1_backend, make_config("esd", erase=["cat", "car", "tree"], keep=keep, **settings), callbacks)
+        return seen
+
+    alone = trained([])
+    assert len(alone) == 9
+    assert all(sorted(alone[i : i + 3]) == ["car", "cat", "tree"] for i in (0, 3, 6)), alone
+    assert trained(["dog", "bus"]) == alone
+
+
+def test_a_nan_loss_is_caught_before_the_optimiser_step_changes_the_lora(
+    sd1_backend: DiffusersBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LoRA weights read at the moment the error is raised are those the last good step left."""
+    import erasure_core.context as context
+
+    def lora_weights() -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in sd1_backend.unet.named_parameters() if "lora_" in n}
+
+    after_step: dict[int, dict[str, torch.Tensor]] = {}
+    at_error: list[dict[str, torch.Tensor]] = []
+
+    class RecordingError(NumericalError):
+        def __init__(self, message: str) -> None:
+            at_error.append(lora_weights())
+            super().__init__(message)
+
+    monkeypatch.setattr(context, "NumericalError", RecordingError)
+    predict = sd1_backend.predict_noise
+
+    def nan_from_the_third_step(x, t, cond):
+        out = predict(x, t, cond)
+        return out * float("nan") if torch.is_grad_enabled() and len(after_step) >= 2 else out
+
+    monkeypatch.setattr(sd1_backend, "predict_noise", nan_from_the_third_step)
+    callbacks = Callbacks(on_step=lambda s, n, info: after_step.setdefault(s, lora_weights()) if s else None)
+    with pytest.raises(NumericalError, match="before the weights were changed"):
+        erase(sd1_backend, make_config("esd", erase=["cat"], **{**QUICK, "until_erased": False}), callbacks)
+    assert sorted(after_step) == [1, 2] and len(at_error) == 1
+    assert any(not torch.equal(after_step[1][n], after_step[2][n]) for n in after_step[2])  # training did move
+    for name, value in at_error[0].items():
+        assert torch.isfinite(value).all() and torch.equal(value, after_step[2][name]), name

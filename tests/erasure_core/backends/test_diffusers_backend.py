@@ -48,6 +48,27 @@ def test_v_prediction_is_converted_to_noise(sd1_folder: Path) -> None:
     torch.testing.assert_close(eps, a.sqrt() * raw + (1 - a).sqrt() * x)
 
 
+def test_v_prediction_conversion_agrees_with_diffusers_scheduler(sd1_folder: Path, monkeypatch) -> None:
+    """diffusers' own scheduler makes x_t from (x0, noise) and the velocity v a v-prediction model would output;
+    the backend must recover exactly that noise from v."""
+    from types import SimpleNamespace
+
+    from diffusers import DDPMScheduler
+
+    backend = load_diffusers_model(sd1_folder)
+    backend.prediction_type = "v_prediction"
+    scheduler = DDPMScheduler.from_config(backend.scheduler.config, prediction_type="v_prediction")
+    generator = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 4, 8, 8, generator=generator), torch.randn(3, 4, 8, 8, generator=generator)
+    t = torch.tensor([1, 500, 999])
+    x_t = scheduler.add_noise(x0, noise, t)
+    velocity = scheduler.get_velocity(x0, noise, t)
+    cond = backend.encode_prompts(["cat"] * 3)
+    monkeypatch.setattr(backend.unet, "forward", lambda *args, **kwargs: SimpleNamespace(sample=velocity))
+    eps = backend.predict_noise(x_t, t, cond)
+    torch.testing.assert_close(eps, noise, rtol=1e-4, atol=1e-4)
+
+
 def test_resolution_sets_the_latent_size(sd1_folder: Path) -> None:
     backend = load_diffusers_model(sd1_folder)
     assert backend.latent_shape(64) == (4, 32, 32)  # the tiny VAE downsamples by 2
