@@ -21,11 +21,14 @@ LAYER_SETS: tuple[str, ...] = ("xattn", "xattn-kv", "noxattn", "full")
 LAYER_SET_HELP = {
     "xattn": "cross-attention q/k/v/out (ESD-x): objects, styles, artists",
     "xattn-kv": "cross-attention to_k/to_v only: the layers UCE edits",
-    "noxattn": "every other UNet layer except the time embedding, convolutions included (ESD-u): nudity, global concepts",
+    "noxattn": "every layer but cross-attention, the global time embedding and the output (ESD-u): nudity, global "
+    "concepts",
     "full": "every linear and convolution layer",
 }
 
-_TIME_EMBEDDING_PARTS = ("time_embedding", "time_embed", "add_embedding", "label_emb", "time_emb_proj", "emb_layers")
+# The global time (and SDXL size/pooled-text) embedding MLP, which ESD-u leaves out. Each ResBlock's own projection of
+# it (`time_emb_proj`, ldm `emb_layers`) is an ordinary layer there and is trained.
+_GLOBAL_EMBEDDING_PARTS = ("time_embedding", "time_embed", "add_embedding", "label_emb")
 _CROSS_ATTENTION_PARTS = ("attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out")
 
 
@@ -53,9 +56,9 @@ def _in_set(name: str, layer_set: str) -> bool:
     if layer_set == "xattn-kv":
         return "attn2" in parts and parts[-1] in ("to_k", "to_v")
     if layer_set == "noxattn":
-        # ref §1: everything except attn2, the time embedding and the output layer ("out." in CompVis names).
+        # ref §1: everything except attn2, the global time embedding and the output layer ("out." in CompVis names).
         output_layer = parts[0] in ("conv_out", "out")
-        return not cross and not output_layer and not any(p in parts for p in _TIME_EMBEDDING_PARTS)
+        return not cross and not output_layer and not any(p in parts for p in _GLOBAL_EMBEDDING_PARTS)
     if layer_set == "full":
         return True
     raise ConfigError(f"Unknown layer set {layer_set!r}; choose one of {', '.join(LAYER_SETS)}.")
