@@ -81,6 +81,19 @@ def _by_count(reports: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]
     return out
 
 
+def _labelled(*labels: str) -> Callable[[list[dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
+    """One row per report, labelled in the order of the table's files, for every method the report ran."""
+
+    def rows(reports: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            (label if len(report["methods"]) == 1 else f"{label}, {method.upper()}", row)
+            for label, report in zip(labels, reports, strict=True)
+            for method, row in report["methods"].items()
+        ]
+
+    return rows
+
+
 NOT_RUN = "Not run yet."  # the body of a table whose study has no results yet
 
 ONE_CONCEPT = ("ESR-1", "synonym-leak", "nearest-PSR-1", "neighbour-PSR-1", "far-PSR-1", "steps_trained", "seconds")
@@ -157,6 +170,24 @@ TABLES: dict[str, Table] = {
     ),
     "icons-five-concepts-previous": Table(
         "docs/worlds.md", ("worlds/previous/icons_objects_2026-12-02.json",), FIVE_CONCEPTS, _methods
+    ),
+    "esd-u-layers": Table(
+        "docs/worlds.md",
+        tuple(
+            f"esd_u/{world}_implicit{steps}{variant}.json"
+            for world in ("objects", "icons")
+            for steps in ("", "_100_steps")
+            for variant in ("", "_without_resblock_time")
+        ),
+        ("ESR-1", "PSR-1", "steps_trained", "unet_evals", "seconds"),
+        _labelled(
+            *(
+                f"{world}, {steps}, {variant}"
+                for world in ("objects world (night)", "icons world (underwater)")
+                for steps in ("defaults", "100 steps")
+                for variant in ("ESD-u (now)", "ResBlock time projections left out (before)")
+            )
+        ),
     ),
     "icons-many-concepts": Table(
         "docs/worlds.md",
