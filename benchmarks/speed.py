@@ -28,6 +28,7 @@ import json
 import math
 import os
 import platform
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -37,12 +38,12 @@ from typing import Any
 
 import torch
 
-from erasure_core import erase, make_config
+from erasure_core import erase, export_lora, load_lora, make_config
 from erasure_core.callbacks import INFO_PHASE, INFO_UNET_EVALS, Callbacks
 from erasure_core.cancel import current_phase
 from erasure_core.config import EraseConfig, setting_names
 from erasure_core.distance_cache import CACHE_ENV
-from erasure_core.lora.export import LoraFile, lora_from_tensors
+from erasure_core.lora.export import LoraFile
 from erasure_core.trainer import EraseResult
 
 from .reference_loop import REFERENCE_ITERATIONS, ReferenceLoop, cuda_sync
@@ -145,7 +146,8 @@ def default_recipe(backend, method: str, overrides: dict[str, Any], period_steps
         first, result = _time_period(backend, config, period)
         later = first
         if periods > 1:
-            resume = lora_from_tensors(result.kohya_state_dict(torch.float32), {}, "the first period's LoRA")
+            with tempfile.TemporaryDirectory() as scratch:  # resume takes a LoRA as written, with its metadata
+                resume = load_lora(export_lora(result, Path(scratch) / "first.safetensors", torch.float32))
             later, _ = _time_period(backend, config, period, resume)
     return {
         "recipe": "default",
