@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from erasure_core import EraseResult, erase, export_lora, load_lora, make_config
+from erasure_core import EraseResult, erase, export_lora, load_lora, make_config, run_audit
 from erasure_core.backends.base import Conditioning
 from erasure_core.backends.diffusers_backend import DiffusersBackend
 from erasure_core.lora.adapter import load_lora_weights, remove_lora
@@ -38,6 +38,12 @@ MIN_ERASURE = {"sd1": 0.25, "sdxl": 0.1}
 # UCE edits only the cross-attention keys and values; the tiny SDXL's pooled text embedding, which UCE cannot edit,
 # carries much of the difference between "cat" and its guide "" (the real encoding of "", not the sampler's zeros).
 MIN_UCE_ERASURE_SDXL = 0.04
+# The edit's direction against the anchor's direction from the original prediction (cosine), on held-out latents.
+MIN_COSINE_TO_ANCHOR = 0.3
+MIN_MOVE_TO_ANCHOR = 0.2  # the edit's size, as a fraction of the distance from the original to the anchor
+# A kept (EAP: found) concept's drift under the preserving run, at most this fraction of its drift without.
+KEPT_DRIFT_RATIO = 0.7
+FOUND_DRIFT_RATIO = 0.8
 _ROOT = Path(tempfile.mkdtemp(prefix="erasure-tests-"))
 
 
@@ -55,6 +61,31 @@ def test_erased_prompt_moves_to_target_while_kept_prompt_barely_moves(arch: str,
     rows = {row["prompt"]: row for row in result.audit.rows}
     assert rows["cat"]["erasure"] >= (MIN_UCE_ERASURE_SDXL if (arch, method) == ("sdxl", "uce") else MIN_ERASURE[arch])
     assert rows["cat"]["drift"] >= DRIFT_RATIO[arch] * rows[keep]["drift"]
+
+
+@pytest.mark.parametrize("method", ["esd", "eap", "age"])
+def test_the_erased_prediction_moves_from_the_original_toward_the_anchor(arch: str, method: str) -> None:
+    """The papers' geometry, not the engine's loss: on latents no step saw, the edited model's prediction for the
+    erased prompt leaves the original prediction in the direction of the anchor's (AGE: its target mixture's)."""
+    backend, result, _ = trained(arch, method)
+    anchors = result.targets.get("cat") or [(result.config.anchor, 1.0)]
+    x, t = _fixed_samples(backend)
+    n = x.shape[0]
+    conds = backend.encode_prompts(["cat", *[a for a, _ in anchors]])
+    with torch.no_grad():
+        original = backend.predict_noise(x, t, conds.select(0).repeat(n))
+        anchor = sum(
+            w * backend.predict_noise(x, t, conds.select(i + 1).repeat(n)) for i, (_, w) in enumerate(anchors)
+        )
+        load_lora_weights(backend.unet, result.weights)
+        try:
+            edited = backend.predict_noise(x, t, conds.select(0).repeat(n))
+        finally:
+            remove_lora(backend.unet)
+    move, toward = (edited - original).flatten(), (anchor - original).flatten()
+    assert F.cosine_similarity(move, toward, dim=0) > MIN_COSINE_TO_ANCHOR
+    # and it moves far: the target (eta 1) lies as far beyond the anchor as the original lies before it
+    assert move.norm() > MIN_MOVE_TO_ANCHOR * toward.norm()
 
 
 def _fixed_samples(backend: DiffusersBackend, n: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
@@ -270,3 +301,39 @@ def test_uce_guide_is_the_real_encoding_of_the_empty_prompt_on_sdxl() -> None:
     assert with_rule.keys() == without_rule.keys()
     for name in with_rule:
         torch.testing.assert_close(with_rule[name].delta(), without_rule[name].delta())
+
+
+def _nearest_word(backend: DiffusersBackend, concept: str) -> str:
+    """The test vocabulary word the model's encoder puts closest to `concept`: the one an erasure drags along most."""
+    from erasure_core.testing import WORDS
+
+    words = [w for w in WORDS if w != concept]
+    conds = backend.encode_prompts([concept, *words]).flat()
+    return words[int(torch.cdist(conds[:1], conds[1:]).argmin())]
+
+
+def test_the_keep_list_reduces_the_kept_concepts_drift(tmp_path: Path) -> None:
+    backend = make_backend("sd1", tmp_path / "model")
+    near = _nearest_word(backend, "cat")
+
+    def drift(keep: list[str]) -> float:
+        result = erase(backend, make_config("esd", erase=["cat"], keep=keep, **TRAINING))
+        report = run_audit(backend, result.weights, result.config, (near,) if not keep else ())
+        return next(r["drift"] for r in report.rows if r["prompt"] == near)
+
+    assert drift([near]) < KEPT_DRIFT_RATIO * drift([])
+
+
+def test_eap_keeps_the_concepts_it_found_better_than_esd_does(tmp_path: Path) -> None:
+    """EAP's point: the concepts its search finds (those the edit hurts most) drift less than under plain ESD,
+    trained on the same model with the same steps."""
+    backend = make_backend("sd1", tmp_path / "model")
+    eap = erase(backend, make_config("eap", erase=["cat"], **SETTINGS["eap"]))
+    found = tuple(eap.found["cat"][:3])
+    esd = erase(backend, make_config("esd", erase=["cat"], **TRAINING))
+
+    def mean_drift(result: EraseResult) -> float:
+        report = run_audit(backend, result.weights, result.config, found)
+        return sum(r["drift"] for r in report.rows if r["prompt"] in found) / len(found)
+
+    assert mean_drift(eap) < FOUND_DRIFT_RATIO * mean_drift(esd)

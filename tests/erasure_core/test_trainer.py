@@ -243,25 +243,6 @@ def test_non_finite_uce_edit_raises(sd1_backend: DiffusersBackend) -> None:
     assert not has_lora(sd1_backend.unet)
 
 
-def test_erased_concepts_take_turns_and_the_keep_list_does_not_change_them(sd1_backend: DiffusersBackend) -> None:
-    """Every erased concept once per round (random order would give one concept twice the updates of another),
-    and the kept concepts draw from their own stream, so adding one does not change which erased concept trains."""
-
-    def trained(keep: list[str]) -> list[str]:
-        seen: list[str] = []
-        callbacks = Callbacks(
-            on_step=lambda s, n, info: seen.append(info[INFO_CONCEPT]) if INFO_CONCEPT in info else 0
-        )
-        settings = {**QUICK, "steps": 3, "until_erased": False}
-        erase(sd1_backend, make_config("esd", erase=["cat", "car", "tree"], keep=keep, **settings), callbacks)
-        return seen
-
-    alone = trained([])
-    assert len(alone) == 9
-    assert all(sorted(alone[i : i + 3]) == ["car", "cat", "tree"] for i in (0, 3, 6)), alone
-    assert trained(["dog", "bus"]) == alone
-
-
 def test_a_nan_loss_is_caught_before_the_optimiser_step_changes_the_lora(
     sd1_backend: DiffusersBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
