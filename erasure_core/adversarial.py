@@ -84,6 +84,17 @@ class ConceptSearch:
         order = torch.argsort(self.logits.detach(), descending=True)[:n]
         return [self.words[int(i)] for i in order]
 
+    def target_mixture(self, draws: int, generator: torch.Generator) -> list[tuple[str, float]]:
+        """The target a hard Gumbel-max step steers to, estimated: `draws` candidates drawn from softmax(logits), as
+        the steps draw them, each weighted by its share of the draws, most drawn first. Its expected prediction is
+        the expected target of a step, whatever the spread of the distribution."""
+        probs = torch.softmax(self.logits.detach().float(), dim=-1).cpu()
+        counts = torch.bincount(
+            torch.multinomial(probs, draws, replacement=True, generator=generator), minlength=probs.numel()
+        )
+        order = torch.argsort(counts, descending=True, stable=True)
+        return [(self.words[int(i)], int(counts[i]) / draws) for i in order if counts[i] > 0]
+
     def distribution(self, n: int = 5) -> list[tuple[str, float]]:
         """The n most likely candidates with their renormalised sampling probabilities.
 

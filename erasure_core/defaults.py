@@ -17,6 +17,11 @@ REFERENCE_DDIM_STEPS = 50  # ref §1
 # common English words). 20000 covers nearly every whole word of BERT-style vocabularies and the most frequent
 # two thirds of CLIP's; with 5000, concrete nouns such as "banana" (BERT id order) are missing.
 VOCABULARY_LIMIT = 20000
+# ours: AGE's target as the audit and the stopping check measure it: this many candidates drawn from the learned
+# distribution, as training steps draw them, each weighted by how often it was drawn (an unbiased estimate of the
+# target training steers to; the top 5 renormalised overstated the leaders of a still spread distribution). At most
+# this many extra conditionings per latent in each check.
+AGE_TARGET_DRAWS = 16
 # ours: what ESD's `"ddim_steps": "auto"` takes where the latent pool serves the latents (see the ESD row).
 POOL_DDIM_STEPS = 25
 

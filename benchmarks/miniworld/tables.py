@@ -81,15 +81,18 @@ def _by_count(reports: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]
     return out
 
 
-def _labelled(*labels: str) -> Callable[[list[dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
-    """One row per report, labelled in the order of the table's files, for every method the report ran."""
+def _labelled(
+    *labels: str, methods: tuple[str, ...] | None = None
+) -> Callable[[list[dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
+    """One row per report, labelled in the order of the table's files, for every method the report ran (or only
+    `methods`); the method is named where a report has several."""
 
     def rows(reports: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-        return [
-            (label if len(report["methods"]) == 1 else f"{label}, {method.upper()}", row)
-            for label, report in zip(labels, reports, strict=True)
-            for method, row in report["methods"].items()
-        ]
+        out = []
+        for label, report in zip(labels, reports, strict=True):
+            shown = {m: r for m, r in report["methods"].items() if methods is None or m in methods}
+            out += [(label if len(shown) == 1 else f"{label}, {m.upper()}", r) for m, r in shown.items()]
+        return out
 
     return rows
 
@@ -132,9 +135,26 @@ TABLES: dict[str, Table] = {
         ONE_CONCEPT,
         _by_setting("templates"),
     ),
+    "age-target": Table(
+        "docs/worlds.md",
+        (
+            "preserve/choose_objects_age_pool_candidates_0.json",
+            "preserve/choose_objects_age_drawn_target.json",
+            "worlds/icons_neighbours_eap_age.json",
+            "worlds/icons_neighbours_age.json",
+        ),
+        ONE_CONCEPT,
+        _labelled(
+            "objects world, top 5 renormalised (before)",
+            "objects world, 16 drawn (now)",
+            "icons world, top 5 renormalised (before)",
+            "icons world, 16 drawn (now)",
+            methods=("age",),
+        ),
+    ),
     "icons-one-concept": Table(
         "docs/worlds.md",
-        ("worlds/icons_neighbours.json", "worlds/icons_neighbours_eap_age.json"),
+        ("worlds/icons_neighbours.json", "worlds/icons_neighbours_eap_age.json", "worlds/icons_neighbours_age.json"),
         ONE_CONCEPT,
         _methods,
     ),

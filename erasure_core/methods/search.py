@@ -10,6 +10,7 @@ from .. import distance_cache
 from ..adversarial import ConceptSearch
 from ..candidates import find_candidates
 from ..context import TrainingContext
+from ..defaults import AGE_TARGET_DRAWS
 from ..latent_pool import PoolPrompt
 
 
@@ -22,8 +23,11 @@ class SearchState:
     def found(self, n: int = 5) -> dict[str, list[str]]:
         return {s.concept: s.ranked(n) for s in self.searches}
 
-    def targets(self, n: int = 5) -> dict[str, list[tuple[str, float]]]:
-        return {s.concept: s.distribution(n) for s in self.searches}
+    def targets(self, draws: int = AGE_TARGET_DRAWS, seed: int = 0) -> dict[str, list[tuple[str, float]]]:
+        """AGE: each concept's target as the audit and the stopping check measure it (`target_mixture`); the same
+        draws for the same logits."""
+        generator = torch.Generator().manual_seed(seed)
+        return {s.concept: s.target_mixture(draws, generator) for s in self.searches}
 
 
 def prepare_search(ctx: TrainingContext) -> SearchState:

@@ -15,6 +15,7 @@ from erasure_core.candidates import (
     pick_candidates,
     vocabulary_distances,
 )
+from erasure_core.defaults import AGE_TARGET_DRAWS
 from erasure_core.testing import write_clip_tokenizer
 
 
@@ -151,3 +152,25 @@ def test_small_vocabularies_and_unrequested_ranking_stay_exact() -> None:
     ):
         assert count is None
         torch.testing.assert_close(distances, exact[:, : distances.shape[1]], rtol=0, atol=0)
+
+
+def test_age_target_estimates_what_a_step_steers_to_where_the_top_five_does_not() -> None:
+    """A step steers to candidate i with probability softmax(logits)_i. While the distribution is spread (after a
+    short run), the top five renormalised overstate the leaders; the drawn mixture does not."""
+    n = 100
+    search = ConceptSearch("cat", [f"w{i}" for i in range(n)], Conditioning(torch.zeros(n, 1, 1)))
+    with torch.no_grad():
+        search.logits.copy_(torch.linspace(0.0, 1.0, n))
+    # A stand-in for each candidate's prediction, larger for the likelier candidates.
+    value = dict(zip(search.words, torch.linspace(0.0, 3.0, n).tolist(), strict=True))
+    expected = float((torch.softmax(search.logits.detach(), 0) * torch.linspace(0.0, 3.0, n)).sum())
+
+    def estimate(mixture: list[tuple[str, float]]) -> float:
+        return sum(w * value[word] for word, w in mixture)
+
+    top_five_error = abs(estimate(search.distribution(5)) - expected)
+    drawn = [search.target_mixture(AGE_TARGET_DRAWS, torch.Generator().manual_seed(s)) for s in range(20)]
+    drawn_error = sum(abs(estimate(m) - expected) for m in drawn) / len(drawn)
+    assert drawn_error < 0.5 * top_five_error
+    assert all(abs(sum(w for _, w in m) - 1.0) < 1e-9 and len(m) <= AGE_TARGET_DRAWS for m in drawn)
+    assert search.target_mixture(AGE_TARGET_DRAWS, torch.Generator().manual_seed(3)) == drawn[3]  # reproducible
