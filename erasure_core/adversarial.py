@@ -94,13 +94,3 @@ class ConceptSearch:
         )
         order = torch.argsort(counts, descending=True, stable=True)
         return [(self.words[int(i)], int(counts[i]) / draws) for i in order if counts[i] > 0]
-
-    def distribution(self, n: int = 5) -> list[tuple[str, float]]:
-        """The n most likely candidates with their renormalised sampling probabilities.
-
-        A hard Gumbel-max sample picks candidate i with probability softmax(logits)_i whatever the temperature.
-        """
-        probs = torch.softmax(self.logits.detach().float(), dim=-1)
-        top = torch.topk(probs, min(n, probs.numel()))
-        total = float(top.values.sum())
-        return [(self.words[int(i)], float(p) / total) for p, i in zip(top.values, top.indices, strict=True)]

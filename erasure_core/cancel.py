@@ -23,7 +23,6 @@ PHASES = {
     "check": "the erasure check",
     "solve": "UCE's solve",
     "audit": "the audit",
-    "preview": "the preview",
 }
 
 _stop: ContextVar[Callable[[], bool] | None] = ContextVar("erasure_stop", default=None)

@@ -104,7 +104,7 @@ def test_search_sharpens_towards_the_rewarded_candidate() -> None:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert search.ranked(1) == ["c"] and search.distribution(1)[0][0] == "c"
+    assert search.ranked(1) == ["c"] and search.target_mixture(16, generator)[0][0] == "c"
 
 
 def _linear_encoder(n_words: int) -> tuple[list[str], list[int], object]:
@@ -168,7 +168,12 @@ def test_age_target_estimates_what_a_step_steers_to_where_the_top_five_does_not(
     def estimate(mixture: list[tuple[str, float]]) -> float:
         return sum(w * value[word] for word, w in mixture)
 
-    top_five_error = abs(estimate(search.distribution(5)) - expected)
+    probs = torch.softmax(search.logits.detach(), 0)
+    top = probs.topk(5)  # the old measure: the five likeliest, renormalised
+    top_five = [
+        (search.words[int(i)], float(p / top.values.sum())) for p, i in zip(top.values, top.indices, strict=True)
+    ]
+    top_five_error = abs(estimate(top_five) - expected)
     drawn = [search.target_mixture(AGE_TARGET_DRAWS, torch.Generator().manual_seed(s)) for s in range(20)]
     drawn_error = sum(abs(estimate(m) - expected) for m in drawn) / len(drawn)
     assert drawn_error < 0.5 * top_five_error
