@@ -174,7 +174,8 @@ def task_objects(bench: Bench, splits: Sequence[tuple[tuple[str, ...], tuple[str
 
     FID-feat compares the kept concepts' generations with renders of the same kept concepts.
     """
-    references = {kept: reference_features(bench, kept, 4 * bench.images_per_concept) for _, kept in splits}
+    # no kept list (the many-concepts task): nothing to compare the kept generations with
+    references = {kept: reference_features(bench, kept, 4 * bench.images_per_concept) for _, kept in splits if kept}
     methods: dict[str, Any] = {}
     grids = []
     for method in bench.methods:
@@ -201,8 +202,9 @@ def task_objects(bench: Bench, splits: Sequence[tuple[tuple[str, ...], tuple[str
                 **(
                     {"far-PSR-1": _rate(bench, per_concept, far, 1)} if far else {}
                 ),  # none when the split spans all groups
-                "FID-feat": feature_distance(kept_features, references[kept]),
             }
+            if kept:
+                row["FID-feat"] = feature_distance(kept_features, references[kept])
             for key, value in row.items():
                 per_split.setdefault(key, []).append(value)
             erased_each.update({c: _rate(bench, per_concept, [c], 1, hit=False) for c in erased})

@@ -17,7 +17,7 @@ groups = get_world("icons").groups.values()
 print(",".join(c for row in zip_longest(*groups) for c in row if c))
 PY
 )
-for n in ${COUNTS:-10 20}; do  # one and five concepts: the one- and five-concept tables
+for n in ${COUNTS:-1 10 20}; do  # 1: the cost of one concept alone, for the growth with N
     erase=$(echo "$order" | cut -d, -f1-"$n")
     python -m benchmarks.miniworld.evaluate --world icons --task objects --methods "${METHODS:-none,esd,uce}" \
         --erase "$erase" --images-per-concept 8 --device cpu --out-dir "$tmp" --json "$out/icons_erase_$n.json"

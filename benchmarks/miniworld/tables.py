@@ -211,8 +211,8 @@ TABLES: dict[str, Table] = {
     ),
     "icons-many-concepts": Table(
         "docs/worlds.md",
-        tuple(f"many/icons_erase_{n}.json" for n in (10, 20)),
-        ("ESR-1", "least-erased", "neighbour-PSR-1", "far-PSR-1", "steps_trained", "seconds"),
+        tuple(f"many/icons_erase_{n}.json" for n in (1, 10, 20)),
+        ("ESR-1", "least-erased", "neighbour-PSR-1", "far-PSR-1", "steps_trained", "unet_evals", "seconds"),
         _by_count,
     ),
 }
