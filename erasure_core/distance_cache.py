@@ -7,8 +7,8 @@ caches its vocabulary's encodings on disk for the same reason (algorithms.md §2
 keeps the cache at 4 bytes per word instead of a whole encoding per word.
 
 A row's key hashes the concept's own encoding, so that it changes with the text encoder, the tokenizer and the
-prompt, and the vocabulary. `ERASURE_CACHE_DIR` names the folder, or `off`; without it the folder is the one a
-host set with `set_default_folder` (ComfyUI: its user folder), else the user's cache folder.
+prompt, and the vocabulary. `ERASURE_CACHE_DIR` names the folder, or `off`; without it the folder is the one the
+backend declares (`backends.base.host_cache_folder`: ComfyUI's user folder), else the user's cache folder.
 """
 
 from __future__ import annotations
@@ -30,22 +30,18 @@ CACHE_ENV = "ERASURE_CACHE_DIR"
 _OFF = ("", "0", "off", "none", "false")
 _FORMAT = b"vocabulary-distances-v1"
 _EXACT_NEAREST = "exact_nearest"  # metadata: only this many nearest distances are exact (absent: every one)
-_host_default: Path | None = None
 
 
-def set_default_folder(folder: str | Path | None) -> None:
-    """The folder a host keeps its files in (None = the user's cache folder); `ERASURE_CACHE_DIR` still wins."""
-    global _host_default
-    _host_default = None if folder is None else Path(folder)
+def cache_dir(host_folder: Path | None = None) -> Path | None:
+    """The folder of cached distance rows, or None when `ERASURE_CACHE_DIR` turns the cache off.
 
-
-def cache_dir() -> Path | None:
-    """The folder of cached distance rows, or None when `ERASURE_CACHE_DIR` turns the cache off."""
+    `host_folder` is where the host keeps its files (`backends.base.host_cache_folder`); the variable wins over it.
+    """
     value = os.environ.get(CACHE_ENV)
     if value is not None:
         return None if value.strip().lower() in _OFF else Path(value).expanduser()
-    if _host_default is not None:
-        return _host_default
+    if host_folder is not None:
+        return Path(host_folder)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "concept-erasure" / "vocabulary-distances"
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from . import distance_cache
 from .audit import Probe, ProbeSet
-from .backends.base import Backend, Conditioning
+from .backends.base import Backend, Conditioning, host_cache_folder
 from .cancel import checkpoint, phase
 from .candidates import banned_words
 from .config import EraseConfig
@@ -96,7 +96,9 @@ def guarded_neighbours(
     vocabulary = backend.vocabulary()[:VOCABULARY_LIMIT]
     banned = banned_words(config.erase) | {form for k in config.keep for form in banned_words([k])}
     concepts = backend.encode_prompts(config.erase)
-    nearest = nearest_words(backend, concepts, vocabulary, EXAMINED, banned, distance_cache.cache_dir())
+    nearest = nearest_words(
+        backend, concepts, vocabulary, EXAMINED, banned, distance_cache.cache_dir(host_cache_folder(backend))
+    )
     probes = [Probe(concept, "erased", (("", 1.0),), 1.0) for concept in config.erase]
     with phase("search"):  # the probes' sampling belongs to the guard's set-up
         latents = ProbeSet(

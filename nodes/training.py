@@ -16,7 +16,6 @@ import comfy.model_management as mm
 import comfy.sd
 import torch
 
-from ..erasure_core import distance_cache
 from ..erasure_core.config import EraseConfig
 from ..erasure_core.errors import Cancelled
 from ..erasure_core.frontend.cache import LoraCache, cache_key, tensors_fingerprint
@@ -47,8 +46,8 @@ def run_erasure(
 ) -> ErasureOutput:
     """Train (or fetch from the on-disk cache) the erasure LoRA for `config` on `model`."""
     backend = ComfyBackend(model.clone(), clip, name=_model_name(model))
+    backend.cache_folder = cache_folder().parent / "vocabulary-distances"  # EAP's and AGE's search set-up
     cache = LoraCache(cache_folder())
-    distance_cache.set_default_folder(cache_folder().parent / "vocabulary-distances")  # EAP/AGE's search set-up
     try:
         with torch.inference_mode(False), torch.enable_grad():
             backend.load()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -133,6 +134,8 @@ class Backend(Protocol):
 #   kohya_aliases() -> dict[str, str]: further kohya prefixes of the host's layers (e.g. ComfyUI accepts both the
 #       diffusers-style and the ldm-style name of one layer). Default: none.
 #   supports_cuda_graphs: True when `predict_noise` never synchronises with the host. Default: False.
+#   cache_folder: Path, where the host keeps the files it caches (ComfyUI: its user folder), for the vocabulary
+#       distances of EAP's and AGE's search. Default: the user's cache folder (`distance_cache.cache_dir`).
 
 
 def encode_text(backend: Backend) -> Callable[[Sequence[str]], Conditioning]:
@@ -148,6 +151,12 @@ def kohya_aliases(backend: Backend) -> dict[str, str]:
 
 def supports_cuda_graphs(backend: Backend) -> bool:
     return bool(getattr(backend, "supports_cuda_graphs", False))
+
+
+def host_cache_folder(backend: Backend) -> Path | None:
+    """The folder the host keeps cached files in, if it declares one."""
+    folder = getattr(backend, "cache_folder", None)
+    return None if folder is None else Path(folder)
 
 
 class UnetPlacement:

@@ -8,6 +8,7 @@ import torch
 
 from .. import distance_cache
 from ..adversarial import ConceptSearch
+from ..backends.base import host_cache_folder
 from ..candidates import find_candidates
 from ..context import TrainingContext
 from ..defaults import AGE_TARGET_DRAWS
@@ -42,7 +43,7 @@ def prepare_search(ctx: TrainingContext) -> SearchState:
         c.k_closest,
         c.num_centers,
         c.exclude_erased_words,
-        distance_cache.cache_dir(),
+        distance_cache.cache_dir(host_cache_folder(backend)),
     )
     searches = [ConceptSearch(concept, words, backend.encode_prompts(words)) for concept, words in candidates.items()]
     optimizer = torch.optim.Adam([s.logits for s in searches], lr=c.gumbel_lr)

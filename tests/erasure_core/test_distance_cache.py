@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from erasure_core import distance_cache, erase, make_config
-from erasure_core.backends.base import Conditioning
+from erasure_core.backends.base import Conditioning, host_cache_folder
 from erasure_core.candidates import find_candidates
 from tests.conftest import make_backend
 
@@ -94,11 +95,13 @@ def test_cache_folder_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv(distance_cache.CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert distance_cache.cache_dir() == tmp_path / "concept-erasure" / "vocabulary-distances"
-    monkeypatch.setattr(distance_cache, "_host_default", None)
-    distance_cache.set_default_folder(tmp_path / "host")  # a host's own folder, unless the variable says otherwise
-    assert distance_cache.cache_dir() == tmp_path / "host"
+    host = SimpleNamespace(cache_folder=tmp_path / "host")  # a host's own folder, unless the variable says otherwise
+    assert distance_cache.cache_dir(host_cache_folder(host)) == tmp_path / "host"
+    assert distance_cache.cache_dir(host_cache_folder(SimpleNamespace())) == tmp_path / "concept-erasure" / (
+        "vocabulary-distances"
+    )
     monkeypatch.setenv(distance_cache.CACHE_ENV, "off")
-    assert distance_cache.cache_dir() is None
+    assert distance_cache.cache_dir(host_cache_folder(host)) is None
 
 
 def test_eap_rerun_from_the_cache_gives_the_same_lora(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
