@@ -99,6 +99,7 @@ class BeforeAfterPreviewNode(io.ComfyNode):
         clip,
         vae,
         prompts: str,
+        negative: str,
         seed: int,
         steps: int,
         cfg: float,
@@ -108,7 +109,6 @@ class BeforeAfterPreviewNode(io.ComfyNode):
         height: int,
         concepts=None,
         lora=None,
-        negative: str = "",
     ) -> io.NodeOutput:
         lines = _prompts(prompts, concepts, lora)
         bar = comfy.utils.ProgressBar(2 * len(lines))

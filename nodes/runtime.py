@@ -77,7 +77,7 @@ def cache_folder() -> Path:
 
 def to_image_batch(images: list[np.ndarray]) -> torch.Tensor:
     """uint8 HxWx3 arrays → ComfyUI IMAGE `[B, H, W, 3]` float in 0..1."""
-    return torch.stack([torch.from_numpy(np.ascontiguousarray(i)).float() / 255.0 for i in images])
+    return torch.stack([torch.from_numpy(np.array(i)).float() / 255.0 for i in images])  # a writable copy
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:

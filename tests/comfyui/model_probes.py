@@ -95,7 +95,15 @@ def sdxl_main(pack_root: str) -> None:
 
         config = make_config("esd", erase=("cat",), keep=("dog",), steps=6, lr=3e-3, rank=4, alpha=4.0, seed=0,
                              ddim_steps=4, resolution=64, audit_samples=1, audit_ddim_steps=2)  # fmt: skip
-        out = run_erasure(model, clip, config, None, use_cache=False)
+        import concept_erasure_pack.nodes.training as training
+        from concept_erasure_pack.erasure_core.lora.adapter import load_lora_weights, remove_lora
+
+        results = []  # the in-memory (fp32) result, before the node writes and reads back its fp16 file
+        real_erase = training.erase
+        training.erase = lambda *args, **kwargs: results.append(real_erase(*args, **kwargs)) or results[-1]
+        with torch.inference_mode(False):
+            out = run_erasure(model, clip, config, None, use_cache=False)
+        training.erase = real_erase
 
         x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
         sigma = torch.tensor([5.0])
@@ -107,6 +115,10 @@ def sdxl_main(pack_root: str) -> None:
         after = out.model.model.apply_model(x, sigma, c_crossattn=cond.context, y=adm)
         mm.load_models_gpu([model])
         again = model.model.apply_model(x, sigma, c_crossattn=cond.context, y=adm)
+        with torch.inference_mode(False), torch.no_grad():
+            load_lora_weights(base.diffusion_model, results[0].weights)
+            in_memory = model.model.apply_model(x, sigma, c_crossattn=cond.context, y=adm)
+            remove_lora(base.diffusion_model)
     print(
         json.dumps(
             {
@@ -120,6 +132,8 @@ def sdxl_main(pack_root: str) -> None:
                 "n_keys": len(out.lora),
                 "moved": float((after - before).abs().max()),
                 "original_unchanged": float((again - before).abs().max()),
+                # the fp16 file through ComfyUI's LoraLoader patches against the fp32 LoRA, relative to the edit
+                "fp16_file_error": float((after - in_memory).abs().max() / (in_memory - before).abs().max()),
                 "ranking": ranking,
             }
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 from .server import REPO, comfy_env
 
 PROBE = Path(__file__).with_name("model_probes.py")
+FP16_FILE_TOLERANCE = 0.01  # as in diffusers (tests/erasure_core/test_methods.py): a fraction of the edit's size
 
 
 def run_probe(function: str, comfy_root: Path, work: Path) -> dict:
@@ -38,6 +39,7 @@ def test_sdxl_encoding_training_and_patching(comfy_root: Path, tmp_path: Path):
     assert result["keys"][0].startswith("lora_unet_input_blocks_") and result["n_keys"] > 0
     assert result["moved"] > 1e-3, "the returned MODEL does not carry the LoRA"
     assert result["original_unchanged"] == 0.0, "the input MODEL was changed"
+    assert result["fp16_file_error"] <= FP16_FILE_TOLERANCE, "the default fp16 file does not reproduce the edit"
     # The candidate search's bfloat16 ranking runs through ComfyUI's encoders and keeps the nearest words exact.
     ranking = result["ranking"]
     assert ranking["count"] == 20 and ranking["same_order"] and ranking["far_differ"]
