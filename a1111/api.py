@@ -21,9 +21,9 @@ from fastapi import Body, Depends, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
+from erasure_core import Cancelled, ConfigError, ErasureError, ModelError, NumericalError, ResourceError
 from erasure_core.backends.base import weights_fingerprint
-from erasure_core.errors import Cancelled, ConfigError, ErasureError, ModelError, NumericalError, ResourceError
-from erasure_core.jsonsafe import json_safe
+from erasure_core.frontend import json_safe
 
 from .backend import loaded_unet, webui_architecture, weights_sha256
 from .host import WebUIHost, api_credentials, api_enabled, gpu_queue, webui_job

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from erasure_core import ModelError
 from erasure_core.backends.base import Conditioning, UnetPlacement, weights_fingerprint
 from erasure_core.backends.diffusers_backend import tokenizer_words
 from erasure_core.backends.kdiffusion import (
@@ -29,7 +30,6 @@ from erasure_core.backends.kdiffusion import (
     make_autograd_safe,
     saved_activations_copied,
 )
-from erasure_core.errors import ModelError
 
 SDXL_POOLED_WIDTH = 1280  # CLIP-G's pooled text opens SDXL's ADM vector; the rest encodes image sizes
 SDXL_CONTEXT_WIDTH = 2048  # CLIP-L and CLIP-G side by side; the SDXL refiner has CLIP-G alone (1280)

@@ -14,10 +14,9 @@ from typing import Any
 
 from modules import devices, shared
 
-from erasure_core.callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
-from erasure_core.errors import ModelError
+from erasure_core import Callbacks, ModelError
+from erasure_core.frontend import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PHASE, LastErasure
 from erasure_core.frontend.charts import loss_chart
-from erasure_core.monitor import LastErasure
 
 from .backend import is_forge
 

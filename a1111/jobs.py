@@ -21,16 +21,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from erasure_core.callbacks import Callbacks
-from erasure_core.config import CONFIG_CLASSES, EraseConfig, is_closed_form
-from erasure_core.defaults import DEFAULTS
-from erasure_core.errors import ConfigError, ErasureError
-from erasure_core.files import atomic_write
+from erasure_core import Callbacks, ConfigError, EraseConfig, EraseResult, ErasureError, erase, export_lora
+from erasure_core.frontend import CONFIG_CLASSES, DEFAULTS, atomic_write, image_grid, is_closed_form
 from erasure_core.frontend.concepts import PRESETS, merge_presets
 from erasure_core.frontend.lora_files import SUFFIX, resolve_target, safe_relative_name
 from erasure_core.frontend.settings import LAYER_CHOICES, MAX_STEPS, METHODS, TRAINING_WIDGETS, build_config
-from erasure_core.preview import image_grid
-from erasure_core.trainer import EraseResult, erase, export_lora
 
 from .backend import borrowed_model
 

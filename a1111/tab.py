@@ -12,13 +12,11 @@ import gradio as gr
 from modules import progress, shared
 from modules.call_queue import wrap_gradio_gpu_call
 
-from erasure_core.config import is_closed_form
-from erasure_core.defaults import DEFAULTS
-from erasure_core.errors import ErasureError
+from erasure_core import ErasureError
+from erasure_core.frontend import DEFAULTS, LAYER_SET_HELP, is_closed_form
 from erasure_core.frontend.charts import audit_chart, loss_chart
 from erasure_core.frontend.concepts import PRESETS
 from erasure_core.frontend.settings import LAYER_CHOICES, MAX_STEPS, METHODS
-from erasure_core.layers import LAYER_SET_HELP
 
 from .host import WebUIHost
 from .jobs import FIELDS, ErasureRequest, JobResult, exclusive_run, parse_form, run_job

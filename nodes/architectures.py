@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..erasure_core.errors import ModelError
+from ..erasure_core import ModelError
 
 # ComfyUI model-config class (comfy/supported_models.py) → our architecture. Everything else is refused by name.
 ARCHITECTURES = {

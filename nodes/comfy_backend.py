@@ -16,10 +16,10 @@ import comfy.model_management as mm
 import torch
 from torch import nn
 
+from ..erasure_core import ModelError
 from ..erasure_core.backends.base import Conditioning, weights_fingerprint
 from ..erasure_core.backends.diffusers_backend import tokenizer_words
 from ..erasure_core.backends.kdiffusion import alphas_from_sigmas, eps_from_denoiser, make_autograd_safe
-from ..erasure_core.errors import ModelError
 from .architectures import model_architecture
 
 _ENCODE_BATCH = 64

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
+from ..erasure_core.frontend import LAYER_SET_HELP
 from ..erasure_core.frontend.concepts import PRESETS, ConceptList, merge_presets
 from ..erasure_core.frontend.settings import (
     LAYER_CHOICES,
@@ -16,7 +17,6 @@ from ..erasure_core.frontend.settings import (
     build_config,
     ignored_widgets_note,
 )
-from ..erasure_core.layers import LAYER_SET_HELP
 from .training import run_erasure
 
 Concepts = io.Custom("CONCEPTS")

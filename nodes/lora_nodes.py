@@ -5,10 +5,10 @@ from __future__ import annotations
 import folder_paths
 from comfy_api.latest import io, ui
 
-from ..erasure_core.errors import ModelError
+from ..erasure_core import ModelError
+from ..erasure_core.frontend import save_lora_file
 from ..erasure_core.frontend.lora_files import next_free_name, resolve_target
 from ..erasure_core.frontend.lora_info import describe
-from ..erasure_core.lora.export import save_lora_file
 from .runtime import ErasureLora, loras_folder, read_lora_file
 from .training import apply_lora
 

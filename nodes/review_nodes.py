@@ -10,14 +10,12 @@ import numpy as np
 import torch
 from comfy_api.latest import io, ui
 
-from ..erasure_core.errors import Cancelled, ConfigError
+from ..erasure_core import Cancelled, ConfigError, run_audit
+from ..erasure_core.frontend import image_grid, lora_from_tensors
 from ..erasure_core.frontend.charts import audit_chart
 from ..erasure_core.frontend.concepts import ConceptList
 from ..erasure_core.frontend.lora_info import concepts_of
 from ..erasure_core.frontend.settings import audit_config
-from ..erasure_core.lora.export import lora_from_tensors
-from ..erasure_core.preview import image_grid
-from ..erasure_core.trainer import run_audit
 from .comfy_backend import ComfyBackend
 from .erase_nodes import CATEGORY, Concepts, seed_input
 from .runtime import to_image_batch, to_uint8

@@ -12,10 +12,16 @@ import folder_paths
 import numpy as np
 import torch
 
-from ..erasure_core.callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
-from ..erasure_core.frontend import PROGRESS_EVENT
-from ..erasure_core.lora.export import read_safetensors
-from ..erasure_core.monitor import LastErasure
+from ..erasure_core import Callbacks
+from ..erasure_core.frontend import (
+    INFO_CONCEPT,
+    INFO_FOUND,
+    INFO_LOSS,
+    INFO_PHASE,
+    PROGRESS_EVENT,
+    LastErasure,
+    read_safetensors,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -16,11 +16,9 @@ import comfy.model_management as mm
 import comfy.sd
 import torch
 
-from ..erasure_core.config import EraseConfig
-from ..erasure_core.errors import Cancelled
+from ..erasure_core import Cancelled, EraseConfig, erase, export_lora
 from ..erasure_core.frontend.cache import LoraCache, cache_key, tensors_fingerprint
 from ..erasure_core.frontend.lora_info import describe, recorded_losses
-from ..erasure_core.trainer import erase, export_lora
 from .comfy_backend import ComfyBackend
 from .runtime import ErasureLora, cache_folder, comfy_callbacks, read_lora_file
 
