@@ -165,15 +165,21 @@ def tiny_sd1(folder: Path, seed: int = 0) -> StableDiffusionPipeline:
 
 
 def tiny_sdxl(folder: Path, seed: int = 0) -> StableDiffusionXLPipeline:
-    """SDXL-like: two text encoders (pooled + size ids), linear proj_in, two resnets per level as in SDXL."""
+    """SDXL-like: two text encoders (pooled + size ids), linear proj_in, two resnets per level as in SDXL.
+
+    Cross-attention at both levels: in SDXL it spans most of the UNet (two of three levels) and carries the text,
+    while the pooled embedding reaches the UNet only through the time embedding. With cross-attention at one of
+    the two levels, the tiny model's pooled path carried most of the difference between prompts, which no
+    cross-attention edit (UCE's, ESD-x's) can remove.
+    """
     torch.manual_seed(seed)
     tokenizer = write_clip_tokenizer(folder / "tok")
     tokenizer_2 = write_clip_tokenizer(folder / "tok2")
     unet = UNet2DConditionModel(
         **_TINY_UNET,
         layers_per_block=2,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=32,
         use_linear_projection=True,
         addition_embed_type="text_time",

@@ -31,13 +31,13 @@ SETTINGS = {
     "age": {**TRAINING, **SEARCH, "gumbel_lr": 0.3, "steps": 80},
     "uce": {},
 }
-# How much more the erased prompt's prediction must move than the kept prompt's. The tiny SDXL's random 16-d
-# encoders (with SDXL's all-zero unconditional input) separate words less than the tiny SD1's, hence its lower bar.
-DRIFT_RATIO = {"sd1": 3.0, "sdxl": 1.4}
-MIN_ERASURE = {"sd1": 0.25, "sdxl": 0.1}
-# UCE edits only the cross-attention keys and values; the tiny SDXL's pooled text embedding, which UCE cannot edit,
-# carries much of the difference between "cat" and its guide "" (the real encoding of "", not the sampler's zeros).
-MIN_UCE_ERASURE_SDXL = 0.04
+# How much more the erased prompt's prediction must move than the kept prompt's, and the least erasure score: the
+# same bars on both architectures, except AGE's drift on SDXL. AGE steers "cat" to a mixture of its nearest words,
+# and the tiny SDXL's random encoders put the kept word nearer to them than the tiny SD1's do (measured: 2.3 there,
+# 15 on SD1; ESD, EAP and UCE 17, 4.2 and 4.0 on SDXL).
+DRIFT_RATIO = 3.0
+AGE_SDXL_DRIFT_RATIO = 2.0
+MIN_ERASURE = 0.25
 # The edit's direction against the anchor's direction from the original prediction (cosine), on held-out latents.
 MIN_COSINE_TO_ANCHOR = 0.3
 MIN_MOVE_TO_ANCHOR = 0.2  # the edit's size, as a fraction of the distance from the original to the anchor
@@ -59,8 +59,9 @@ def trained(arch: str, method: str) -> tuple[DiffusersBackend, EraseResult, str]
 def test_erased_prompt_moves_to_target_while_kept_prompt_barely_moves(arch: str, method: str) -> None:
     _, result, keep = trained(arch, method)
     rows = {row["prompt"]: row for row in result.audit.rows}
-    assert rows["cat"]["erasure"] >= (MIN_UCE_ERASURE_SDXL if (arch, method) == ("sdxl", "uce") else MIN_ERASURE[arch])
-    assert rows["cat"]["drift"] >= DRIFT_RATIO[arch] * rows[keep]["drift"]
+    assert rows["cat"]["erasure"] >= MIN_ERASURE
+    ratio = AGE_SDXL_DRIFT_RATIO if (arch, method) == ("sdxl", "age") else DRIFT_RATIO
+    assert rows["cat"]["drift"] >= ratio * rows[keep]["drift"]
 
 
 @pytest.mark.parametrize("method", ["esd", "eap", "age"])
