@@ -182,6 +182,7 @@ def task_objects(bench: Bench, splits: Sequence[tuple[tuple[str, ...], tuple[str
         per_split: dict[str, list[float]] = {}
         costs = []
         erased_each: dict[str, float] = {}  # ESR-1 of every erased concept on its own, never only the mean
+        kept_each: dict[str, float] = {}  # PSR-1 of every other concept on its own: which one pays
         for erased, kept in splits:
             lora, cost = bench.train(method, erased, kept)
             costs.append(cost)
@@ -208,9 +209,10 @@ def task_objects(bench: Bench, splits: Sequence[tuple[tuple[str, ...], tuple[str
             for key, value in row.items():
                 per_split.setdefault(key, []).append(value)
             erased_each.update({c: _rate(bench, per_concept, [c], 1, hit=False) for c in erased})
+            kept_each.update({c: _rate(bench, per_concept, [c], 1) for c in list(kept) + others})
             if (erased, kept) == tuple(splits[0]):
                 grids.append((method, images[:: bench.images_per_concept][: len(erased) + len(kept)]))
-        methods[method] = {**_summary(per_split, costs), "ESR-1 each": erased_each}
+        methods[method] = {**_summary(per_split, costs), "ESR-1 each": erased_each, "PSR-1 each": kept_each}
     concepts = list(splits[0][0] + splits[0][1])
     return {"methods": methods, "splits": [list(map(list, s)) for s in splits], "grid": (concepts, grids)}
 
