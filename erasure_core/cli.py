@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
     audit.add_argument("--samples", type=int, default=2, help="latents per prompt")
     audit.add_argument("--report", help="write the audit as JSON here")
+    bake = sub.add_parser("apply", help="merge an erasure LoRA into a single-file checkpoint, written as a new file")
+    bake.add_argument("--model", required=True, help="single-file .safetensors checkpoint (SD1.x, SD2.x, SDXL)")
+    bake.add_argument("--lora", required=True, help="erasure LoRA file (.safetensors)")
+    bake.add_argument("--strength", type=float, default=1.0, help="LoRA strength to merge at (default: 1)")
+    bake.add_argument("--out", required=True, help="the new checkpoint (.safetensors); an existing file is refused")
     tiny = sub.add_parser(
         "make-tiny-model", help="write a tiny random SD-shaped model to try the tool without weights"
     )
@@ -297,6 +302,18 @@ def _run_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_apply(args: argparse.Namespace) -> int:
+    from .checkpoint import ARCH_NAMES, apply_lora_to_checkpoint
+
+    done = apply_lora_to_checkpoint(args.model, args.lora, args.out, args.strength)
+    erased = ", ".join(done["erased"]) or "(not recorded)"
+    print(
+        f"merged {done['layers']} layers ({done['method'] or 'unknown method'}, erasing {erased}) at strength "
+        f"{args.strength:g} into the {ARCH_NAMES[done['arch']]} checkpoint {args.out}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
@@ -306,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"tiny random {args.arch} model written to {save_tiny_model(args.out, args.arch, args.seed)}")
             return 0
+        if args.command == "apply":
+            return _run_apply(args)
         if getattr(args, "device", None) is not None:
             _check_device(args.device)
         return _run_erase(args) if args.command == "erase" else _run_audit(args)

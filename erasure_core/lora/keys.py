@@ -120,3 +120,36 @@ def kohya_key_map(
         ldm = diffusers_to_ldm(names, layers_per_block)
         return {name: kohya_prefix(ldm[name]) for name in names if name in ldm}
     return {name: kohya_prefix(name) for name in names}
+
+
+# diffusers module-path parts that contain "_" themselves; every other "_" of a kohya prefix was a "."
+_COMPOUND_PARTS = (
+    "down_blocks",
+    "up_blocks",
+    "mid_block",
+    "transformer_blocks",
+    "time_emb_proj",
+    "time_embedding",
+    "add_embedding",
+    "conv_shortcut",
+    "conv_norm_out",
+    "conv_in",
+    "conv_out",
+    "proj_in",
+    "proj_out",
+    "linear_1",
+    "linear_2",
+    "to_out",
+    "to_k",
+    "to_q",
+    "to_v",
+)
+
+
+def diffusers_path_from_kohya(prefix: str) -> str:
+    """The diffusers module path a diffusers-style kohya prefix names (`lora_unet_down_blocks_0_attentions_0_...`
+    → `down_blocks.0.attentions.0...`); kohya's "_" is ambiguous, so the parts that contain one are known."""
+    rest = prefix.removeprefix(LORA_PREFIX_UNET + "_")
+    for part in _COMPOUND_PARTS:
+        rest = re.sub(rf"(?<![a-z0-9]){part}(?![a-z])", part.replace("_", "\0"), rest)
+    return rest.replace("_", ".").replace("\0", "_")
