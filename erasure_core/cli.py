@@ -24,6 +24,7 @@ from .defaults import DEMO_OVERRIDES
 from .demo import load_demo
 from .errors import ConfigError, ErasureError, ModelError
 from .files import atomic_write
+from .frontend.verdict import transfer_verdict
 from .lora.export import load_lora
 from .monitor import LastErasure
 from .resume import load_state, save_state
@@ -297,8 +298,10 @@ def _run_audit(args: argparse.Namespace) -> int:
     backend = _load_backend(args)
     report = run_audit(backend, lora, config, tuple(args.prompt))
     print(report.table())
+    held, verdict = transfer_verdict(report, config.erased_at, Path(args.model).name)
+    print(verdict)
     if args.report:
-        _write_json(args.report, report.to_dict())
+        _write_json(args.report, {**report.to_dict(), "held": held, "verdict": verdict})
     return 0
 
 

@@ -6,11 +6,13 @@ import folder_paths
 from comfy_api.latest import io, ui
 
 from ..erasure_core import ModelError
-from ..erasure_core.frontend import save_lora_file
+from ..erasure_core.frontend import lora_from_tensors, save_lora_file
 from ..erasure_core.frontend.lora_files import next_free_name, resolve_target
 from ..erasure_core.frontend.lora_info import describe
+from ..erasure_core.frontend.settings import audit_config
+from ..erasure_core.frontend.verdict import at_strength, transfer_verdict
 from .runtime import ErasureLora, loras_folder, read_lora_file
-from .training import apply_lora
+from .training import apply_lora, audit_on_model
 
 CATEGORY = "concept erasure"
 
@@ -70,6 +72,13 @@ class LoadErasureLoraNode(io.ComfyNode):
                     tooltip="A LoRA in models/loras (press R to refresh the list after saving one).",
                 ),
                 io.Float.Input("strength", default=1.0, min=-10.0, max=10.0, step=0.05),
+                io.Boolean.Input(
+                    "check",
+                    default=False,
+                    tooltip="Audit the erasure on this model (a fine-tune or merge of the one it was made on) and "
+                    "say whether it held there. Needs the model's CLIP.",
+                ),
+                io.Clip.Input("clip", optional=True, tooltip="This model's CLIP, for 'check'."),
             ],
             outputs=[
                 io.Model.Output(display_name="MODEL"),
@@ -79,10 +88,17 @@ class LoadErasureLoraNode(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, lora_file: str, strength: float) -> io.NodeOutput:
+    def execute(cls, model, lora_file: str, strength: float, check: bool, clip=None) -> io.NodeOutput:
         path = folder_paths.get_full_path("loras", lora_file)
         if path is None:
             raise ModelError(f"LoRA file not found: {lora_file}. Press R to refresh the list, or check models/loras.")
         lora: ErasureLora = read_lora_file(path)
         info = f"{lora_file}: {describe(lora.metadata)}"
+        if check:
+            if clip is None:
+                raise ModelError("'check' audits the erasure on this model: connect the model's CLIP to 'clip'.")
+            config = audit_config(lora.metadata, "", samples=2, seed=0)
+            weights = at_strength(lora_from_tensors(lora, lora.metadata, lora_file), strength)
+            report = audit_on_model(model, clip, weights, config)
+            info += "\n" + transfer_verdict(report, config.erased_at)[1] + "\n" + report.table()
         return io.NodeOutput(apply_lora(model, lora, strength), lora, info, ui=ui.PreviewText(info))

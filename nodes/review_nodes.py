@@ -10,15 +10,15 @@ import numpy as np
 import torch
 from comfy_api.latest import io, ui
 
-from ..erasure_core import Cancelled, ConfigError, run_audit
+from ..erasure_core import ConfigError
 from ..erasure_core.frontend import image_grid, lora_from_tensors
 from ..erasure_core.frontend.charts import audit_chart
 from ..erasure_core.frontend.concepts import ConceptList
 from ..erasure_core.frontend.lora_info import concepts_of
 from ..erasure_core.frontend.settings import audit_config
-from .comfy_backend import ComfyBackend
 from .erase_nodes import CATEGORY, Concepts, seed_input
 from .runtime import to_image_batch, to_uint8
+from .training import audit_on_model
 
 MAX_PROMPTS = 16
 
@@ -169,16 +169,7 @@ class ErasureAuditNode(io.ComfyNode):
         config = audit_config(meta, erase, samples, seed)
         weights = lora_from_tensors(lora, meta, "The connected LORA_MODEL")
         extra = tuple(line.strip() for line in (extra_prompts or "").splitlines() if line.strip())
-        backend = ComfyBackend(model.clone(), clip)
-        try:
-            with torch.inference_mode(False):
-                backend.load()
-                try:
-                    report = run_audit(backend, weights, config, extra, should_stop=mm.processing_interrupted)
-                except Cancelled as exc:
-                    raise mm.InterruptProcessingException() from exc
-        finally:
-            mm.soft_empty_cache()
+        report = audit_on_model(model, clip, weights, config, extra)
         chart = to_image_batch([audit_chart(report.rows)])
         text = report.table()
         return io.NodeOutput(text, chart, ui={**ui.PreviewImage(chart, cls=cls).as_dict(), "text": [text]})

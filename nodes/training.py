@@ -16,7 +16,7 @@ import comfy.model_management as mm
 import comfy.sd
 import torch
 
-from ..erasure_core import Cancelled, EraseConfig, erase, export_lora
+from ..erasure_core import Cancelled, EraseConfig, LoraFile, erase, export_lora, run_audit
 from ..erasure_core.frontend.cache import LoraCache, cache_key, tensors_fingerprint
 from ..erasure_core.frontend.lora_info import describe, recorded_losses
 from .comfy_backend import ComfyBackend
@@ -74,3 +74,17 @@ def run_erasure(
 
 def _model_name(model: Any) -> str:
     return type(getattr(model.model, "model_config", model.model)).__name__
+
+
+def audit_on_model(model: Any, clip: Any, lora: LoraFile, config: EraseConfig, extra: tuple[str, ...] = ()):
+    """The audit of `lora` on `model` (a clone is loaded; Cancel raises ComfyUI's interrupt)."""
+    backend = ComfyBackend(model.clone(), clip)
+    try:
+        with torch.inference_mode(False):
+            backend.load()
+            try:
+                return run_audit(backend, lora, config, extra, should_stop=mm.processing_interrupted)
+            except Cancelled as exc:
+                raise mm.InterruptProcessingException() from exc
+    finally:
+        mm.soft_empty_cache()

@@ -90,7 +90,7 @@ def audit_prompt(lora_file: str, erase: str) -> dict[str, Any]:
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
         "2": {
             "class_type": "ConceptErasureLoadLora",
-            "inputs": {"model": ["1", 0], "lora_file": lora_file, "strength": 1.0},
+            "inputs": {"model": ["1", 0], "lora_file": lora_file, "strength": 1.0, "check": False},
         },
         "3": {
             "class_type": "ConceptErasureAudit",

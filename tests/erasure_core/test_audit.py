@@ -7,8 +7,10 @@ import torch
 
 from erasure_core.audit import Probe, ProbeSet
 from erasure_core.backends.diffusers_backend import DiffusersBackend
+from erasure_core.frontend.verdict import transfer_verdict
 
 ETA = 1.5
+ERASED_AT = 0.7
 
 
 def _probes(backend: DiffusersBackend) -> ProbeSet:
@@ -45,6 +47,15 @@ def test_an_edit_onto_the_esd_target_reads_its_fraction(
         return out
 
     monkeypatch.setattr(sd1_backend, "predict_noise", edited)
-    rows = _rows(probes)
+    report = probes.score()
+    rows = {r["prompt"]: r for r in report.rows}
     assert rows["cat"]["erasure"] == pytest.approx(fraction, abs=1e-4)
     assert rows["cat"]["drift"] > 0.1 and rows["dog"]["drift"] < 1e-4
+
+    # Read on a model the LoRA was applied to: the full edit holds at the stopping threshold, half of it does not.
+    held, verdict = transfer_verdict(report, ERASED_AT, "community.safetensors")
+    assert held == (fraction >= ERASED_AT)
+    if held:
+        assert verdict.startswith("The erasure held on community.safetensors: cat 1.00")
+    else:
+        assert "did not hold on community.safetensors for cat: cat 0.50" in verdict and "--resume" in verdict

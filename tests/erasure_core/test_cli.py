@@ -61,11 +61,16 @@ def test_erase_writes_the_lora_and_a_full_report(model: Path, tmp_path: Path, ca
 def test_audit_command_reads_our_metadata(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert _erase(model, tmp_path, "--method", "esd") == 0
     capsys.readouterr()
+    lora, report = tmp_path / "cat.safetensors", tmp_path / "audit.json"
     assert (
-        main(["audit", "--model", str(model), "--lora", str(tmp_path / "cat.safetensors"), "--prompt", "horse"]) == 0
+        main(["audit", "--model", str(model), "--lora", str(lora), "--prompt", "horse", "--report", str(report)]) == 0
     )
     out = capsys.readouterr().out
     assert "cat" in out and "horse" in out and "dog" in out
+    audit = json.loads(report.read_text())
+    erasure = next(r["erasure"] for r in audit["rows"] if r["prompt"] == "cat")
+    assert audit["held"] == (erasure >= load_lora(lora).info()["config"]["erased_at"])
+    assert audit["verdict"] in out and f"cat {erasure:.2f}" in audit["verdict"]
 
 
 def test_existing_output_is_not_overwritten(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

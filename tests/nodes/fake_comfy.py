@@ -315,7 +315,7 @@ class PreviewImage:
 
 
 def io_module() -> ModuleType:
-    types = ["Combo", "String", "Int", "Float", "Model", "Clip", "Vae", "Image", "LoraModel", "LossMap"]
+    types = ["Boolean", "Combo", "String", "Int", "Float", "Model", "Clip", "Vae", "Image", "LoraModel", "LossMap"]
     return _module(
         "comfy_api.latest.io",
         **{name: IoType(name) for name in types},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,15 +206,37 @@ def test_saved_lora_loads_back_and_reproduces_the_erased_model(comfy):
     with pytest.raises(Exception, match="exists"):
         run_node(nodes.SaveErasureLoraNode, lora=lora, name="erased/cat", if_exists="fail")
 
-    loaded, _, info = run_node(nodes.LoadErasureLoraNode, model=model, lora_file=name, strength=1.0).values
+    loaded, _, info = run_node(
+        nodes.LoadErasureLoraNode, model=model, lora_file=name, strength=1.0, check=False
+    ).values
     assert "cat" in info and not loaded.not_loaded
     in_memory, from_file = prediction(erased, clip, "cat"), prediction(loaded, clip, "cat")
     assert (from_file - in_memory).norm() < 0.01 * (in_memory - prediction(model, clip, "cat")).norm()
-    half = run_node(nodes.LoadErasureLoraNode, model=model, lora_file=name, strength=0.5).values[0]
+    half = run_node(nodes.LoadErasureLoraNode, model=model, lora_file=name, strength=0.5, check=False).values[0]
     key = next(iter(half.patches))
     torch.testing.assert_close(half.patches[key][0], 0.5 * loaded.patches[key][0])
     with pytest.raises(comfy.errors.ModelError, match="not found"):
-        run_node(nodes.LoadErasureLoraNode, model=model, lora_file="missing.safetensors", strength=1.0)
+        run_node(nodes.LoadErasureLoraNode, model=model, lora_file="missing.safetensors", strength=1.0, check=False)
+
+
+def test_load_with_check_says_whether_the_erasure_held_on_this_model(comfy):
+    model, clip = comfy_model(), Clip("sd1")
+    lora = run_node(comfy.module("erase_nodes").EraseConceptNode, **erase_inputs(model, clip)).values[1]
+    nodes = comfy.module("lora_nodes")
+    name = run_node(nodes.SaveErasureLoraNode, lora=lora, name="cat", if_exists="fail").values[0]
+    load = nodes.LoadErasureLoraNode
+
+    def info(strength: float, **extra) -> str:
+        return run_node(load, model=model, lora_file=name, strength=strength, **extra).values[2]
+
+    off = info(0.0, check=True, clip=clip)  # applied at strength 0 the LoRA erases nothing here
+    assert "did not hold on this model for cat: cat 0.00" in off and "--resume" in off
+    on = info(1.0, check=True, clip=clip)
+    score = float(re.search(r"cat (\d\.\d\d)", on).group(1))
+    assert score > 0.1 and ("The erasure held" in on) == (score >= 0.7)
+    assert "hold" not in info(1.0, check=False)
+    with pytest.raises(comfy.errors.ModelError, match="connect the model's CLIP"):
+        info(1.0, check=True)
 
 
 def test_save_refuses_a_lora_that_is_not_a_kohya_unet_lora(comfy):
