@@ -4,6 +4,8 @@
     GET  /concept-erasure/v1/model     the loaded model: name, architecture, the fingerprint LoRAs record
                                        (?exact=true adds a SHA-256 of every weight, to check it is unchanged)
     POST /concept-erasure/v1/erase     the tab's fields as JSON; answers the LoRA's name and path, audit and timings
+    POST /concept-erasure/v1/check     {"lora": NAME, "strength": S}: audits that LoRA on the loaded checkpoint and
+                                       says whether the erasure held there (held, verdict, audit)
 
 An erasure holds the WebUI's GPU queue like a generation and reports through `/sdapi/v1/progress`;
 `/sdapi/v1/interrupt` stops it. Errors answer a JSON `detail` that says what to fix: bad input 422, another erasure
@@ -27,7 +29,7 @@ from erasure_core.frontend import json_safe
 
 from .backend import loaded_unet, webui_architecture, weights_sha256
 from .host import WebUIHost, api_credentials, api_enabled, gpu_queue, webui_job
-from .jobs import Busy, exclusive_run, method_info, parse_request, run_job
+from .jobs import Busy, check_lora, exclusive_run, method_info, parse_request, run_job
 
 PREFIX = "/concept-erasure/v1"
 STATUS = {ConfigError: 422, ModelError: 422, NumericalError: 422, Busy: 409, Cancelled: 409, ResourceError: 503}
@@ -79,6 +81,23 @@ def post_erase(body: Any = Body(...)) -> JSONResponse:  # noqa: B008 - FastAPI's
     return JSONResponse(json_safe(answer))
 
 
+def post_check(body: Any = Body(...)) -> JSONResponse:  # noqa: B008 - FastAPI's way to take the raw JSON body
+    """Audit an erasure LoRA on the loaded checkpoint: {"lora": NAME, "strength": S} → held, verdict, audit."""
+    try:
+        if not isinstance(body, dict) or not isinstance(body.get("lora"), str):
+            raise ConfigError('Send a JSON object {"lora": NAME, "strength": 1.0}; NAME as <lora:NAME:1> takes it.')
+        if unknown := set(body) - {"lora", "strength"}:
+            raise ConfigError(f"Unknown field(s) {sorted(unknown)}; a check takes 'lora' and 'strength'.")
+        strength = body.get("strength", 1.0)
+        if isinstance(strength, bool) or not isinstance(strength, int | float):
+            raise ConfigError(f"'strength' must be a number; got {strength!r}.")
+        with exclusive_run(), webui_job():
+            answer = check_lora(body["lora"], float(strength), WebUIHost())
+    except ErasureError as exc:
+        return error_response(exc)
+    return JSONResponse(json_safe(answer))
+
+
 def _require_credentials(credentials: dict[str, str]):
     security = HTTPBasic()
 
@@ -97,6 +116,7 @@ def register(app: FastAPI, credentials: dict[str, str] | None = None) -> None:
     app.add_api_route(f"{PREFIX}/methods", get_methods, methods=["GET"], dependencies=dependencies)
     app.add_api_route(f"{PREFIX}/model", get_model, methods=["GET"], dependencies=dependencies)
     app.add_api_route(f"{PREFIX}/erase", post_erase, methods=["POST"], dependencies=dependencies)
+    app.add_api_route(f"{PREFIX}/check", post_check, methods=["POST"], dependencies=dependencies)
 
 
 def on_app_started(_demo: Any, app: FastAPI) -> None:

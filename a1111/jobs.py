@@ -21,11 +21,29 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from erasure_core import Callbacks, ConfigError, EraseConfig, EraseResult, ErasureError, erase, export_lora
+from erasure_core import (
+    Callbacks,
+    ConfigError,
+    EraseConfig,
+    EraseResult,
+    ErasureError,
+    erase,
+    export_lora,
+    load_lora,
+    run_audit,
+)
 from erasure_core.frontend import CONFIG_CLASSES, DEFAULTS, atomic_write, image_grid, is_closed_form
 from erasure_core.frontend.concepts import PRESETS, merge_presets
 from erasure_core.frontend.lora_files import SUFFIX, resolve_target, safe_relative_name
-from erasure_core.frontend.settings import LAYER_CHOICES, MAX_STEPS, METHODS, TRAINING_WIDGETS, build_config
+from erasure_core.frontend.settings import (
+    LAYER_CHOICES,
+    MAX_STEPS,
+    METHODS,
+    TRAINING_WIDGETS,
+    audit_config,
+    build_config,
+)
+from erasure_core.frontend.verdict import at_strength, transfer_verdict
 
 from .backend import borrowed_model
 
@@ -261,6 +279,25 @@ def run_job(request: ErasureRequest, host: Host) -> JobResult:
         job.timings["preview_s"] = time.perf_counter() - preview_start
     job.timings["total_s"] = time.perf_counter() - start
     return job
+
+
+def check_lora(name: str, strength: float, host: Host) -> dict[str, Any]:
+    """Audit an erasure LoRA of the loras folder on the loaded checkpoint (often not the one it was made on) at
+    `strength`, and say whether the erasure held there (issue 24.3)."""
+    folder = host.lora_folder().resolve()
+    path = (folder / safe_relative_name(name)).resolve()
+    if folder not in path.parents or not path.is_file():
+        raise ConfigError(f"No LoRA named {name!r} in {folder}; use the name <lora:NAME:1> takes.")
+    lora = load_lora(path)
+    config = audit_config(lora.metadata, "", samples=2, seed=0)
+    callbacks = host.callbacks()
+    try:
+        with borrowed_model(host.sd_model(), host.active_networks(), host.load_model_gpu(), host.clip_skip()) as b:
+            report = run_audit(b, at_strength(lora, strength), config, should_stop=callbacks.should_stop)
+    finally:
+        host.release_memory()
+    held, verdict = transfer_verdict(report, config.erased_at)
+    return {"lora": path.stem, "strength": strength, "held": held, "verdict": verdict, "audit": report.to_dict()}
 
 
 def default_name(config: EraseConfig) -> str:

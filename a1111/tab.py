@@ -19,7 +19,7 @@ from erasure_core.frontend.concepts import PRESETS
 from erasure_core.frontend.settings import LAYER_CHOICES, MAX_STEPS, METHODS
 
 from .host import WebUIHost
-from .jobs import FIELDS, ErasureRequest, JobResult, exclusive_run, parse_form, run_job
+from .jobs import FIELDS, ErasureRequest, JobResult, check_lora, exclusive_run, parse_form, run_job
 
 TITLE = "Erase Concept"
 ELEM = "concept_erasure"
@@ -118,6 +118,30 @@ def start(id_task: str, *values: Any) -> tuple[Any, ...]:
         return (*NO_PICTURES, error_html(exc))
 
 
+def check_html(answer: dict[str, Any]) -> str:
+    rows = "".join(_audit_row(row) for row in answer["audit"]["rows"])
+    return f"<p>{html.escape(answer['verdict'])}</p><table>{rows}</table>"
+
+
+def _check(id_task: str, name: str, strength: float) -> str:
+    try:
+        return check_html(check_lora(name, float(strength), WebUIHost()))
+    except ErasureError as exc:
+        return error_html(exc)
+
+
+_check_in_queue = wrap_gradio_gpu_call(_check, extra_outputs=[])
+
+
+def check(id_task: str, name: str, strength: float) -> str:
+    """Check pressed: audit a saved erasure LoRA on the loaded checkpoint, one job at a time like a run."""
+    try:
+        with exclusive_run():
+            return _check_in_queue(id_task, name, strength)
+    except ErasureError as exc:
+        return error_html(exc)
+
+
 def method_changed(method: str) -> tuple[Any, Any, Any]:
     defaults = DEFAULTS[method]
     trained = not is_closed_form(method)
@@ -185,6 +209,14 @@ def build() -> gr.Blocks:
                 with gr.Row():
                     submit = gr.Button("Start", variant="primary", elem_id=f"{ELEM}_start")
                     interrupt = gr.Button("Interrupt", elem_id=f"{ELEM}_interrupt")
+                with gr.Accordion("Check a saved erasure LoRA on the loaded checkpoint", open=False):
+                    with gr.Row():
+                        check_name = gr.Textbox(
+                            label="LoRA name (as <lora:NAME:1> takes it)", elem_id=f"{ELEM}_check_name"
+                        )
+                        check_strength = gr.Number(value=1.0, label="Strength", elem_id=f"{ELEM}_check_strength")
+                    check_button = gr.Button("Check", elem_id=f"{ELEM}_check")
+                    check_result = gr.HTML(elem_id=f"{ELEM}_check_result")
             with gr.Column(scale=1, elem_id=f"{ELEM}_results"):
                 gr.HTML(elem_id=f"{ELEM}_progress")  # the WebUI's progress bar appears here
                 grid = gr.Image(  # shows the live loss curve while training runs
@@ -219,6 +251,7 @@ def build() -> gr.Blocks:
             show_progress=False,  # the WebUI's own progress bar and live preview show it, as for txt2img
         )
         interrupt.click(fn=lambda: shared.state.interrupt(), inputs=[], outputs=[])
+        check_button.click(fn=check, inputs=[task_id, check_name, check_strength], outputs=[check_result])
         method.change(fn=method_changed, inputs=[method], outputs=[steps, lr, rank])
         preset.change(fn=preset_chosen, inputs=[preset], outputs=[erase, keep])
     return blocks

@@ -129,3 +129,25 @@ def test_out_of_memory_is_503_with_what_to_do(webui: FakeWebUI, monkeypatch) -> 
     monkeypatch.setattr(a1111.api, "run_job", out_of_memory)
     response = client().post(f"{URL}/erase", json={"erase": ["cat"]})
     assert response.status_code == 503 and "Free memory" in response.json()["detail"]
+
+
+def test_check_says_whether_a_saved_erasure_held_on_the_loaded_checkpoint(webui: FakeWebUI) -> None:
+    body = {"erase": ["cat"], "keep": ["dog"], "method": "esd", "steps": 2, "name": "no-cat", "settings": FAST}
+    assert client().post(f"{URL}/erase", json=body).status_code == 200
+    weights = [p.detach().clone() for p in webui.shared.sd_model.model.parameters()]
+
+    none = client().post(f"{URL}/check", json={"lora": "no-cat", "strength": 0.0}).json()
+    assert none["held"] is False and "did not hold on this model for cat: cat 0.00" in none["verdict"]
+    full = client().post(f"{URL}/check", json={"lora": "no-cat"}).json()
+    erasure = next(r["erasure"] for r in full["audit"]["rows"] if r["prompt"] == "cat")
+    assert erasure > 0 and full["held"] == (erasure >= 0.7) and f"cat {erasure:.2f}" in full["verdict"]
+    assert all(torch.equal(a, b) for a, b in zip(weights, webui.shared.sd_model.model.parameters(), strict=True))
+
+    for bad, says in [
+        ({"lora": "missing"}, "No LoRA named 'missing'"),
+        ({"lora": "../../etc/passwd"}, "leave the loras folder"),
+        ({"lora": "no-cat", "strength": "high"}, "must be a number"),
+        ({"lora": "no-cat", "strenght": 1}, "Unknown field"),
+    ]:
+        response = client().post(f"{URL}/check", json=bad)
+        assert response.status_code == 422 and says in response.json()["detail"], (bad, response.text)

@@ -77,6 +77,8 @@ def test_the_erase_concept_tab_is_built(server: WebUIServer) -> None:
     components = server.get("/config")["components"]
     tabs = {c["props"].get("elem_id"): c["props"].get("label") for c in components if c.get("type") == "tabitem"}
     assert tabs.get("tab_concept_erasure") == "Erase Concept"
+    ids = {c["props"].get("elem_id") for c in components}
+    assert {"concept_erasure_check_name", "concept_erasure_check"} <= ids  # checking a LoRA on the loaded model
 
 
 @pytest.mark.parametrize(
@@ -112,6 +114,11 @@ def test_an_erasure_on_the_loaded_model_gives_a_lora_the_webui_loads_and_uses(se
     assert abs(with_lora - before).mean() > 0.5  # the WebUI's own LoRA loader applied the file
     log = server.log_text()
     assert "didn't match keys" not in log and "lora key not loaded" not in log.lower()
+
+    check = server.post(f"{ROUTE}/check", {"lora": "no-cat", "strength": 1.0})  # on the checkpoint it was made on
+    erasure = next(r["erasure"] for r in check["audit"]["rows"] if r["prompt"] == "cat")
+    assert erasure > 0 and check["held"] == (erasure >= 0.7) and "cat" in check["verdict"]
+    assert exact_hash(server) == model["sha256"]
     if server.host.kind == "forge":
         assert "no-cat.safetensors for KModel-UNet with 64 keys at weight 1.0 (skipped 0 keys)" in log
 
