@@ -32,7 +32,7 @@ from erasure_core import (
     load_lora,
     run_audit,
 )
-from erasure_core.frontend import CONFIG_CLASSES, DEFAULTS, atomic_write, image_grid, is_closed_form
+from erasure_core.frontend import CONFIG_CLASSES, DEFAULTS, atomic_write, image_grid, is_closed_form, load_state
 from erasure_core.frontend.concepts import PRESETS, merge_presets
 from erasure_core.frontend.lora_files import SUFFIX, resolve_target, safe_relative_name
 from erasure_core.frontend.settings import (
@@ -91,6 +91,9 @@ FIELDS: dict[str, Field] = {
     "name": Field(str, "", "LoRA file name in the Lora folder (default: erased-<first concept>)"),
     "overwrite": Field(bool, False, "replace an existing LoRA of that name"),
     "settings": Field((dict, str), {}, "any other engine setting: an object, or 'name = value' lines"),
+    "resume": Field(
+        str, "", "a LoRA of the Lora folder to continue training from (same method, concepts, layers and rank)"
+    ),
     "preview": Field(bool, False, "draw the before/after grid with txt2img"),
     "preview_size": Field(int, None, "grid image size in pixels, 64 to 2048 (default: the model's)", (64, 2048)),
     "preview_steps": Field(int, 20, "txt2img steps of the grid, 1 to 150", (1, 150)),
@@ -107,6 +110,7 @@ class ErasureRequest:
     preview_size: int | None = None
     preview_steps: int = 20
     preview_cfg: float = 7.0
+    resume: str = ""  # a LoRA of the Lora folder to continue from, as <lora:NAME:1> names it; "" = a fresh LoRA
 
 
 def parse_request(data: Mapping[str, Any]) -> ErasureRequest:
@@ -156,6 +160,7 @@ def parse_request(data: Mapping[str, Any]) -> ErasureRequest:
         values["preview_size"],
         values["preview_steps"],
         float(values["preview_cfg"]),
+        values["resume"].strip(),
     )
 
 
@@ -245,6 +250,9 @@ class JobResult:
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "unet_evals": r.unet_evals,
             "steps_trained": r.steps_trained,
+            "resumed_from": r.resumed_from,  # the LoRA this run continued from, and what of it
+            "previous_steps": r.previous_steps,
+            "resumed_optimizer": r.resumed_optimizer,
             "not_erased": r.not_erased,  # concepts below `erased_at` when the budget ran out
             "stopped": r.stop_reason(),
             "erasure_checks": r.checks,
@@ -260,9 +268,12 @@ def run_job(request: ErasureRequest, host: Host) -> JobResult:
     start = time.perf_counter()
     folder = host.lora_folder()
     target = lora_target(folder, request.name or default_name(request.config), request.overwrite, request.name == "")
+    start_from = _lora_in_folder(folder, request.resume) if request.resume else None
+    resume = load_lora(start_from) if start_from else None
+    resume_state = load_state(start_from) if start_from else None
     try:
         with borrowed_model(host.sd_model(), host.active_networks(), host.load_model_gpu(), host.clip_skip()) as b:
-            result = erase(b, request.config, host.callbacks())
+            result = erase(b, request.config, host.callbacks(), resume=resume, resume_state=resume_state)
         trained = time.perf_counter()
         save(result, target)
         host.refresh_loras()
@@ -281,14 +292,19 @@ def run_job(request: ErasureRequest, host: Host) -> JobResult:
     return job
 
 
-def check_lora(name: str, strength: float, host: Host) -> dict[str, Any]:
-    """Audit an erasure LoRA of the loras folder on the loaded checkpoint (often not the one it was made on) at
-    `strength`, and say whether the erasure held there (issue 24.3)."""
-    folder = host.lora_folder().resolve()
+def _lora_in_folder(folder: Path, name: str) -> Path:
+    """The file of a LoRA named as <lora:NAME:1> names it, inside the Lora folder only."""
+    folder = folder.resolve()
     path = (folder / safe_relative_name(name)).resolve()
     if folder not in path.parents or not path.is_file():
         raise ConfigError(f"No LoRA named {name!r} in {folder}; use the name <lora:NAME:1> takes.")
-    lora = load_lora(path)
+    return path
+
+
+def check_lora(name: str, strength: float, host: Host) -> dict[str, Any]:
+    """Audit an erasure LoRA of the loras folder on the loaded checkpoint (often not the one it was made on) at
+    `strength`, and say whether the erasure held there (issue 24.3)."""
+    lora = load_lora(_lora_in_folder(host.lora_folder(), name))
     config = audit_config(lora.metadata, "", samples=2, seed=0)
     callbacks = host.callbacks()
     try:
@@ -297,7 +313,7 @@ def check_lora(name: str, strength: float, host: Host) -> dict[str, Any]:
     finally:
         host.release_memory()
     held, verdict = transfer_verdict(report, config.erased_at)
-    return {"lora": path.stem, "strength": strength, "held": held, "verdict": verdict, "audit": report.to_dict()}
+    return {"lora": name, "strength": strength, "held": held, "verdict": verdict, "audit": report.to_dict()}
 
 
 def default_name(config: EraseConfig) -> str:

@@ -39,6 +39,7 @@ INPUTS = (
     "preview",
     "preview_size",
     "settings",
+    "resume",
 )
 
 
@@ -54,6 +55,11 @@ def results_html(job: JobResult) -> str:
         + ".</p>",
         f"<p>{html.escape(r.stop_reason())}</p>",
     ]
+    if r.resumed_from:
+        lines.append(
+            f"<p>Continued from {html.escape(r.resumed_from)} ({r.previous_steps} steps before this run; "
+            f"optimizer: {html.escape(str(r.resumed_optimizer))}).</p>"
+        )
     for concept, words in r.found.items():
         lines.append(f"<p>Nearby concepts of '{html.escape(concept)}': {html.escape(', '.join(words[:8]))}</p>")
     if job.preview_error:
@@ -206,6 +212,11 @@ def build() -> gr.Blocks:
                         info=FIELDS["settings"].help,
                         elem_id=f"{ELEM}_settings",
                     )
+                resume = gr.Textbox(
+                    label="Continue from LoRA (optional: same method, concepts, layers and rank)",
+                    placeholder="e.g. erased-cat, to top it up on the loaded checkpoint",
+                    elem_id=f"{ELEM}_resume",
+                )
                 with gr.Row():
                     submit = gr.Button("Start", variant="primary", elem_id=f"{ELEM}_start")
                     interrupt = gr.Button("Interrupt", elem_id=f"{ELEM}_interrupt")
@@ -242,6 +253,7 @@ def build() -> gr.Blocks:
             "preview": preview,
             "preview_size": preview_size,
             "settings": settings,
+            "resume": resume,
         }
         submit.click(
             fn=start,

@@ -82,6 +82,12 @@ class EraseConceptNode(io.ComfyNode):
                     "rank", default=WIDGET_DEFAULTS["rank"], min=1, max=128, tooltip=f"LoRA rank. {UCE_RANK}"
                 ),
                 seed_input(WIDGET_DEFAULTS["seed"]),
+                io.LoraModel.Input(
+                    "resume",
+                    optional=True,
+                    tooltip="Continue training from this erasure LoRA (same method, concepts, layers and rank), e.g. "
+                    "to top it up on a fine-tune of the model it was made on: Load Erasure LoRA's lora output.",
+                ),
                 io.String.Input(
                     "advanced",
                     multiline=True,
@@ -114,9 +120,10 @@ class EraseConceptNode(io.ComfyNode):
         seed: int,
         concepts: ConceptList | None = None,
         advanced: str = "",
+        resume: dict | None = None,
     ) -> io.NodeOutput:
         config = build_config(concepts, erase, keep, method, layers, steps, learning_rate, rank, seed, advanced)
-        out = run_erasure(model, clip, config, cls.hidden.unique_id)
+        out = run_erasure(model, clip, config, cls.hidden.unique_id, resume=resume)
         header = "(from the cache: same model, prompts and settings)\n" if out.cached else ""
         if note := ignored_widgets_note(method, layers):
             header += note + "\n"

@@ -17,6 +17,7 @@ import comfy.sd
 import torch
 
 from ..erasure_core import Cancelled, EraseConfig, LoraFile, erase, export_lora, run_audit
+from ..erasure_core.frontend import lora_from_tensors
 from ..erasure_core.frontend.cache import LoraCache, cache_key, tensors_fingerprint
 from ..erasure_core.frontend.lora_info import describe, recorded_losses
 from .comfy_backend import ComfyBackend
@@ -40,9 +41,18 @@ def apply_lora(model: Any, lora: dict[str, torch.Tensor], strength: float = 1.0)
 
 
 def run_erasure(
-    model: Any, clip: Any, config: EraseConfig, node_id: str | None, use_cache: bool = True
+    model: Any,
+    clip: Any,
+    config: EraseConfig,
+    node_id: str | None,
+    use_cache: bool = True,
+    resume: dict[str, torch.Tensor] | None = None,
 ) -> ErasureOutput:
-    """Train (or fetch from the on-disk cache) the erasure LoRA for `config` on `model`."""
+    """Train (or fetch from the on-disk cache) the erasure LoRA for `config` on `model`; with `resume` (a LORA_MODEL
+    made by this pack) training continues from it, e.g. to top a LoRA up on a fine-tune of its model."""
+    start = None
+    if resume is not None:
+        start = lora_from_tensors(resume, getattr(resume, "metadata", {}) or {}, "The LoRA connected to 'resume'")
     backend = ComfyBackend(model.clone(), clip, name=_model_name(model))
     backend.cache_folder = cache_folder().parent / "vocabulary-distances"  # EAP's and AGE's search set-up
     cache = LoraCache(cache_folder())
@@ -51,11 +61,13 @@ def run_erasure(
             backend.load()
             conds = backend.encode_prompts([*config.erase, *config.keep, "", config.anchor])
             text_id = tensors_fingerprint([conds.context] + ([conds.pooled] if conds.pooled is not None else []))
-            key = cache_key(backend.fingerprint(), text_id, config, {"arch": backend.arch})
+            resumed = {"resume": tensors_fingerprint(resume[k] for k in sorted(resume))} if resume else {}
+            key = cache_key(backend.fingerprint(), text_id, config, {"arch": backend.arch, **resumed})
             cached = cache.get(key) if use_cache else None
             if cached is None:
                 try:
-                    result = erase(backend, config, comfy_callbacks(node_id, config.total_steps, config.method))
+                    callbacks = comfy_callbacks(node_id, config.total_steps, config.method)
+                    result = erase(backend, config, callbacks, resume=start)
                 except Cancelled as exc:
                     raise mm.InterruptProcessingException() from exc
                 export_lora(result, cache.put_path(key))

@@ -16,6 +16,7 @@ from ..layers import LAYER_SET_HELP
 from ..lora.export import lora_from_tensors, read_safetensors, save_lora_file
 from ..monitor import LastErasure
 from ..preview import image_grid
+from ..resume import load_state
 
 # The ComfyUI server event that carries a run's progress to the browser; `web/erasure.js` listens for this name
 # (tests/nodes/test_pack.py checks that the two agree).
@@ -35,6 +36,7 @@ __all__ = [
     "image_grid",
     "is_closed_form",
     "json_safe",
+    "load_state",
     "lora_from_tensors",
     "read_safetensors",
     "save_lora_file",

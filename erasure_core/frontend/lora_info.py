@@ -26,6 +26,8 @@ def describe(metadata: Mapping[str, str]) -> str:
     ]
     if info.get("steps"):
         lines.append(f"steps: {info['steps']}")
+    if info.get("resumed_from"):
+        lines.append(f"resumed from: {info['resumed_from']}")
     if not_erased := info.get("not_erased"):
         lines.append(
             "NOT erased when the step budget ran out: "

@@ -27,7 +27,8 @@ def transfer_verdict(report: AuditReport, erased_at: float, model: str = "this m
     return False, (
         f"The erasure did not hold on {model} for {names}: {scores}, below the {erased_at:g} training stops at"
         f"{moved}. Apply it at a higher strength and check again, or train on this model starting from this "
-        "LoRA (CLI: erase --model THIS_MODEL --resume THE_LORA)."
+        "LoRA (ComfyUI: Erase Concept's 'resume'; A1111/Forge: the tab's 'Continue from LoRA'; CLI: erase --model "
+        "THIS_MODEL --resume THE_LORA)."
     )
 
 

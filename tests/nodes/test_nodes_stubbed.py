@@ -239,6 +239,25 @@ def test_load_with_check_says_whether_the_erasure_held_on_this_model(comfy):
         info(1.0, check=True)
 
 
+def test_a_lora_is_topped_up_on_a_fine_tune_of_its_model(comfy):
+    """Erase on the base, then continue from that LoRA on a 'fine-tune' (the base with perturbed weights)."""
+    base, clip = comfy_model(), Clip("sd1")
+    node = comfy.module("erase_nodes").EraseConceptNode
+    lora = run_node(node, **erase_inputs(base, clip, steps=6)).values[1]
+    tuned = comfy_model()
+    with torch.inference_mode(), torch.no_grad():
+        for p in tuned.model.parameters():
+            p.add_(0.05 * p.std() * torch.randn_like(p))
+    before = weights(tuned)
+    topped = run_node(node, **erase_inputs(tuned, clip, steps=6), resume=lora).values
+    assert "steps: 12" in topped[3] and "resumed from:" in topped[3]  # 6 on the base, 6 more here
+    assert all(torch.equal(before[k], v) for k, v in weights(tuned).items())
+    fresh = run_node(node, **erase_inputs(tuned, clip, steps=6)).values[1]
+    assert any(not torch.equal(topped[1][k], fresh[k]) for k in fresh)  # it did start from the connected LoRA
+    with pytest.raises(comfy.errors.ConfigError, match="method"):
+        run_node(node, **erase_inputs(tuned, clip, "eap", steps=2), resume=lora)
+
+
 def test_save_refuses_a_lora_that_is_not_a_kohya_unet_lora(comfy):
     nodes = comfy.module("lora_nodes")
     with pytest.raises(comfy.errors.ModelError, match="lora_unet_"):

@@ -151,3 +151,16 @@ def test_check_says_whether_a_saved_erasure_held_on_the_loaded_checkpoint(webui:
     ]:
         response = client().post(f"{URL}/check", json=bad)
         assert response.status_code == 422 and says in response.json()["detail"], (bad, response.text)
+
+
+def test_an_erasure_continues_from_a_saved_lora_on_the_loaded_checkpoint(webui: FakeWebUI) -> None:
+    """Top a LoRA up on another checkpoint: the second run starts from the first one's file and says so."""
+    body = {"erase": ["cat"], "method": "esd", "steps": 2, "settings": FAST | {"until_erased": False}}
+    first = client().post(f"{URL}/erase", json={**body, "name": "no-cat"}).json()
+    second = client().post(f"{URL}/erase", json={**body, "name": "no-cat-topped", "resume": "no-cat"}).json()
+    assert second["resumed_from"] == "no-cat" and second["previous_steps"] == first["steps_trained"]
+    assert "Adam starts afresh" in second["resumed_optimizer"]  # no --save-state file beside the first one
+    mismatch = client().post(f"{URL}/erase", json={**body, "method": "uce", "resume": "no-cat"})
+    assert mismatch.status_code == 422
+    missing = client().post(f"{URL}/erase", json={**body, "resume": "nothing-here"})
+    assert missing.status_code == 422 and "No LoRA named 'nothing-here'" in missing.json()["detail"]
