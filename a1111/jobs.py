@@ -40,10 +40,9 @@ from erasure_core.frontend.settings import (
     MAX_STEPS,
     METHODS,
     TRAINING_WIDGETS,
-    audit_config,
     build_config,
 )
-from erasure_core.frontend.verdict import at_strength, transfer_verdict
+from erasure_core.frontend.verdict import check_settings, transfer_verdict
 
 from .backend import borrowed_model
 
@@ -304,12 +303,11 @@ def _lora_in_folder(folder: Path, name: str) -> Path:
 def check_lora(name: str, strength: float, host: Host) -> dict[str, Any]:
     """Audit an erasure LoRA of the loras folder on the loaded checkpoint (often not the one it was made on) at
     `strength`, and say whether the erasure held there (issue 24.3)."""
-    lora = load_lora(_lora_in_folder(host.lora_folder(), name))
-    config = audit_config(lora.metadata, "", samples=2, seed=0)
+    config, lora = check_settings(load_lora(_lora_in_folder(host.lora_folder(), name)), strength)
     callbacks = host.callbacks()
     try:
         with borrowed_model(host.sd_model(), host.active_networks(), host.load_model_gpu(), host.clip_skip()) as b:
-            report = run_audit(b, at_strength(lora, strength), config, should_stop=callbacks.should_stop)
+            report = run_audit(b, lora, config, should_stop=callbacks.should_stop)
     finally:
         host.release_memory()
     held, verdict = transfer_verdict(report, config.erased_at)

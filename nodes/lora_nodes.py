@@ -9,8 +9,7 @@ from ..erasure_core import ModelError
 from ..erasure_core.frontend import lora_from_tensors, save_lora_file
 from ..erasure_core.frontend.lora_files import next_free_name, resolve_target
 from ..erasure_core.frontend.lora_info import describe
-from ..erasure_core.frontend.settings import audit_config
-from ..erasure_core.frontend.verdict import at_strength, transfer_verdict
+from ..erasure_core.frontend.verdict import check_settings, transfer_verdict
 from .runtime import ErasureLora, loras_folder, read_lora_file
 from .training import apply_lora, audit_on_model
 
@@ -97,8 +96,7 @@ class LoadErasureLoraNode(io.ComfyNode):
         if check:
             if clip is None:
                 raise ModelError("'check' audits the erasure on this model: connect the model's CLIP to 'clip'.")
-            config = audit_config(lora.metadata, "", samples=2, seed=0)
-            weights = at_strength(lora_from_tensors(lora, lora.metadata, lora_file), strength)
+            config, weights = check_settings(lora_from_tensors(lora, lora.metadata, lora_file), strength)
             report = audit_on_model(model, clip, weights, config)
             info += "\n" + transfer_verdict(report, config.erased_at)[1] + "\n" + report.table()
         return io.NodeOutput(apply_lora(model, lora, strength), lora, info, ui=ui.PreviewText(info))

@@ -10,8 +10,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..audit import AuditReport
+from ..config import EraseConfig
 from ..lora.adapter import LoraTensors
 from ..lora.export import LoraFile
+from .settings import audit_config
+
+CHECK_SAMPLES = 2  # latents per prompt in a check's quick audit
 
 
 def transfer_verdict(report: AuditReport, erased_at: float, model: str = "this model") -> tuple[bool, str]:
@@ -36,3 +40,8 @@ def at_strength(lora: LoraFile, strength: float) -> LoraFile:
     """The LoRA as a loader applies it at `strength` (every layer's change scaled), for auditing what users run."""
     weights = {k: LoraTensors(w.down, w.up * strength, w.alpha) for k, w in lora.weights.items()}
     return replace(lora, weights=weights)
+
+
+def check_settings(lora: LoraFile, strength: float) -> tuple[EraseConfig, LoraFile]:
+    """What every host's check audits: the settings the LoRA was trained with, and the LoRA at `strength`."""
+    return audit_config(lora.metadata, "", CHECK_SAMPLES, seed=0), at_strength(lora, strength)

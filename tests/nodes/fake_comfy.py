@@ -13,7 +13,6 @@ What each fake does is what ComfyUI 0.3.64 does (hosts.md §2-3), reduced to the
 from __future__ import annotations
 
 import contextlib
-import inspect
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -337,10 +336,6 @@ def run_node(cls: type, node_id: str = "7", **inputs: Any) -> NodeOutput:
         raise AssertionError(f"{cls.__name__} needs {missing}")
     cls.hidden = SimpleNamespace(unique_id=node_id)
     return cls.execute(**inputs)
-
-
-def execute_parameters(cls: type) -> dict[str, inspect.Parameter]:
-    return dict(inspect.signature(cls.execute).parameters)
 
 
 def _module(name: str, **attrs: Any) -> ModuleType:
