@@ -1,8 +1,8 @@
-"""Put the benchmark's result tables into the README, between the miniworld markers.
+"""Put the benchmark's result tables into docs/miniworld.md, between the miniworld markers.
 
     python -m benchmarks.miniworld.report      # after benchmarks/miniworld/run_all.sh
 
-Reads `benchmarks/miniworld/results/<task>.json`, so every number in that README section comes from a run anyone
+Reads `benchmarks/miniworld/results/<task>.json`, so every number in that section comes from a run anyone
 can repeat; the machine and the settings are written next to the tables.
 """
 
@@ -36,7 +36,7 @@ def tables(results: Path = RESULTS) -> str:
     return "\n".join(parts)
 
 
-def update_readme(readme: Path = ROOT / "README.md") -> None:
+def update_readme(readme: Path = ROOT / "docs" / "miniworld.md") -> None:
     text = readme.read_text()
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
     readme.write_text(text[:start] + "\n" + tables() + text[end:])
