@@ -127,6 +127,11 @@ class EraseResult:
             return f"{c.method.upper()} edits in closed form (no training steps)."
         if not c.until_erased:
             return f"Trained the fixed {self.steps_trained} steps."
+        if not self.not_erased and self.resumed_from and not self.steps_trained:
+            return (
+                f"The resumed LoRA already erases every concept on this model (measured erasure >= {c.erased_at}); "
+                "no steps were needed."
+            )
         if not self.not_erased:
             return f"Every concept was erased (measured erasure >= {c.erased_at}) after {self.steps_trained} steps."
         names = ", ".join(f"{k} ({v:.2f})" for k, v in self.not_erased.items())
@@ -291,7 +296,15 @@ def _train(
     if resume is not None:
         result.resumed_optimizer = _restore_optimizers(ctx, names, resume_state)
     monitor = _monitor(backend, config, state, latent_shape, result.guarded) if config.until_erased else None
-    for step in range(1, total + 1):
+    steps = range(1, total + 1)
+    if monitor is not None and resume is not None:  # resumed on another model (a fine-tune): it may hold there already
+        check = _measure(monitor, state, 0)
+        result.not_erased = {config.erase[i]: check.erasure[config.erase[i]] for i in monitor.pending(check)}
+        if trainable := monitor.trainable():
+            ctx.set_active(trainable)
+        else:
+            steps = range(0)
+    for step in steps:
         checkpoint("train", f"at step {step - 1} of {total}")
         ctx.begin_step(step)
         info = method.train_step(ctx, state)

@@ -134,3 +134,43 @@ def test_a_lora_that_ran_out_of_budget_says_so_in_its_header(backend, tmp_path: 
     result = erase(backend, make_config("esd", erase=["cat"], steps=2, check_every=1, erased_at=1.0, **slow))
     text = describe(load_lora(export_lora(result, tmp_path / "x.safetensors")).metadata)
     assert "NOT erased" in text and "cat 0.0" in text and "steps: 2" in text
+
+
+def _scripted_scores(monkeypatch, erased: set[str]) -> None:
+    """The monitor measures the concepts in `erased` as fully erased and the others as not at all."""
+    from erasure_core.audit import AuditReport, ProbeSet
+
+    def scripted(self: ProbeSet) -> AuditReport:
+        report = AuditReport()
+        report.rows = [
+            {"prompt": p.prompt, "role": p.role, "erasure": float(p.prompt in erased), "drift": 0.0}
+            for p in self.probes
+            if p.role == "erased"
+        ]
+        return report
+
+    monkeypatch.setattr(ProbeSet, "score", scripted)
+
+
+def test_a_resumed_lora_is_measured_first_and_only_what_does_not_hold_is_trained(backend, monkeypatch) -> None:
+    """Topping a LoRA up on a fine-tune of its model: a concept it already erases there costs no step, and a LoRA
+    that holds for every concept comes back unchanged after 0 steps."""
+    from erasure_core import export_lora, load_lora
+
+    config = make_config("esd", erase=["cat", "dog"], steps=4, until_erased=False, **FAST)
+    path = export_lora(erase(backend, config), Path(tempfile.mkdtemp(dir=_ROOT)) / "first.safetensors", torch.float32)
+    resumed = make_config("esd", erase=["cat", "dog"], steps=5, check_every=1, erased_at=0.5, **FAST)
+
+    _scripted_scores(monkeypatch, {"cat", "dog"})
+    held = erase(backend, resumed, resume=load_lora(path))
+    assert held.steps_trained == 0 and held.not_erased == {} and held.checks[0]["step"] == 0
+    assert "already erases every concept" in held.stop_reason()
+    for name, w in load_lora(path).weights.items():  # handed back as loaded
+        key = next(k for k, v in held.key_map.items() if v == name)
+        torch.testing.assert_close(held.weights[key].up, w.up)
+
+    _scripted_scores(monkeypatch, {"cat"})
+    recorder = Recorder()
+    topped = erase(backend, resumed, recorder, resume=load_lora(path))
+    assert Counter(info[INFO_CONCEPT] for info in recorder.infos) == {"dog": 5}
+    assert topped.not_erased == {"dog": 0.0}
