@@ -63,13 +63,27 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, **kwargs)
 
 
+def _add_model_format_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config-dir",
+        help="for single files: a local diffusers folder of the same architecture to take configs and tokenizers "
+        "from (default: the ones this package ships for SD1.x, SD2.x and SDXL)",
+    )
+    parser.add_argument(
+        "--prediction-type",
+        choices=("epsilon", "v_prediction"),
+        help="what the model predicts, where its files do not say it right (default: the scheduler's; for single "
+        "files epsilon, but v_prediction for SD2.x 768 and for checkpoints marked v_pred)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m erasure_core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("erase", help="erase concepts and write a LoRA")
     run.add_argument("--model", help="diffusers folder, single-file .safetensors checkpoint, or 'demo' (required)")
-    run.add_argument("--config-dir", help="for single files: a local diffusers folder of the same architecture")
+    _add_model_format_options(run)
     run.add_argument("--erase", action="append", default=[], help="concept to erase (repeat for several)")
     run.add_argument("--keep", action="append", default=[], help="concept to keep unchanged (repeat for several)")
     run.add_argument("--method", default="eap", choices=sorted(CONFIG_CLASSES), help="erasure method (default: eap)")
@@ -105,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="audit an existing erasure LoRA on a model")
     audit.add_argument("--model", required=True)
-    audit.add_argument("--config-dir")
+    _add_model_format_options(audit)
     audit.add_argument("--lora", required=True, help="LoRA file to audit")
     audit.add_argument("--prompt", action="append", default=[], help="extra prompt to check for side effects")
     audit.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -153,7 +167,7 @@ def _load_backend(args: argparse.Namespace) -> Any:
         return load_demo(args.device).backend
     from .backends.diffusers_backend import load_diffusers_model
 
-    return load_diffusers_model(args.model, args.device, DTYPES[args.dtype], args.config_dir)
+    return load_diffusers_model(args.model, args.device, DTYPES[args.dtype], args.config_dir, args.prediction_type)
 
 
 def _vocabulary(value: str | None) -> tuple[str, ...] | None:

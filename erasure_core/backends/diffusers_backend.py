@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -216,6 +217,7 @@ def load_diffusers_model(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     config: str | Path | None = None,
+    prediction_type: str | None = None,
 ) -> DiffusersBackend:
     """Load a diffusers folder (with `model_index.json`) or a single-file SD checkpoint, from local files only.
 
@@ -223,7 +225,9 @@ def load_diffusers_model(
         path: the folder or the `.safetensors` / `.ckpt` file.
         device, dtype: where the model runs.
         config: for single files, a local diffusers folder of the same architecture to take configs and
-            tokenizers from (a single file carries no tokenizer; without it the local Hugging Face cache is used).
+            tokenizers from (a single file carries none; without it the ones this package ships are used).
+        prediction_type: "epsilon" or "v_prediction" where the files do not say it right (an SD2.x 512 base
+            model as a single file, read as the usual 768 v-prediction one otherwise).
     """
     import diffusers
 
@@ -254,6 +258,8 @@ def load_diffusers_model(
         raise
     except Exception as exc:  # diffusers raises many types for unreadable files; say which file and why
         raise ModelError(f"Could not load the model at {path}: {exc}") from exc
+    if prediction_type is not None:
+        pipe.scheduler.register_to_config(prediction_type=prediction_type)
     if not hasattr(pipe, "unet") or getattr(pipe, "text_encoder", None) is None:
         raise ModelError(
             f"{path} is a {type(pipe).__name__}, not a Stable Diffusion pipeline with a UNet and a text encoder."
@@ -263,24 +269,34 @@ def load_diffusers_model(
 
 
 def _load_single_file(diffusers: Any, path: Path, dtype: torch.dtype, config: str | Path | None) -> Any:
+    """A single-file checkpoint with no network: the configs and tokenizers come from `config` (a diffusers folder
+    of the same architecture) or, by default, from the ones this package ships (`erasure_core/single_file.py`)."""
     from safetensors import safe_open
+
+    from ..single_file import ARCHITECTURES, detect_architecture, write_config_folder
 
     with safe_open(str(path), framework="pt") as f:
         keys = list(f.keys())
-    if not any("diffusion_model" in k for k in keys):
-        raise ModelError(f"{path.name} holds no Stable Diffusion UNet weights (no 'model.diffusion_model.*' keys).")
-    xl = any(k.startswith("conditioner.embedders.1") for k in keys)
-    pipeline_cls = diffusers.StableDiffusionXLPipeline if xl else diffusers.StableDiffusionPipeline
-    kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": True}
-    if config is not None:
-        kwargs["config"] = str(config)
+        conv_in = "model.diffusion_model.input_blocks.0.0.weight"
+        in_channels = f.get_slice(conv_in).get_shape()[1] if conv_in in keys else None
     try:
-        with warnings.catch_warnings():
+        arch = detect_architecture(keys, in_channels)
+    except ModelError as exc:
+        raise ModelError(f"{path.name}: {exc}") from None
+    pipeline_cls = getattr(diffusers, ARCHITECTURES[arch]["pipeline"])
+    # a v-prediction SDXL fine-tune (e.g. NoobAI-XL v-pred) marks itself with a `v_pred` tensor, as ComfyUI reads it
+    prediction = "v_prediction" if "v_pred" in keys else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="erasure-configs-") as shipped, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*torch_dtype.*")
-            return pipeline_cls.from_single_file(str(path), **kwargs)
+            folder = config if config is not None else write_config_folder(arch, Path(shipped), prediction)
+            pipe = pipeline_cls.from_single_file(
+                str(path), config=str(folder), torch_dtype=dtype, local_files_only=True
+            )
     except Exception as exc:
         raise ModelError(
-            f"Could not load the single-file checkpoint {path.name} offline: {exc}. A single file carries no "
-            "tokenizer or configs; pass a local diffusers folder of the same architecture as `config` "
+            f"Could not load the single-file checkpoint {path.name} ({arch}) offline: {exc}. If it is not a plain "
+            f"{arch.upper()} text-to-image model, pass a local diffusers folder of its architecture as `config` "
             "(CLI: --config-dir), or use a diffusers folder instead."
         ) from exc
+    return pipe

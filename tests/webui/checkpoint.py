@@ -17,32 +17,15 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from erasure_core.single_file import ARCHITECTURES
 from tests.erasure_core.backends.ldm_checkpoint import write_ldm_checkpoint
 
-SD15_UNET = {
-    "sample_size": 64,
-    "cross_attention_dim": 768,
-    "attention_head_dim": 8,
-    "block_out_channels": (320, 640, 1280, 1280),
-    "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-}
-SD15_VAE = {
-    "block_out_channels": (128, 256, 512, 512),
-    "down_block_types": ("DownEncoderBlock2D",) * 4,
-    "up_block_types": ("UpDecoderBlock2D",) * 4,
-    "latent_channels": 4,
-    "layers_per_block": 2,
-}
-CLIP_L = {
-    "vocab_size": 49408,
-    "hidden_size": 768,
-    "intermediate_size": 3072,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "max_position_embeddings": 77,
-    "hidden_act": "quick_gelu",
-}
+SD15 = ARCHITECTURES["sd1"]  # the configs the engine ships for single files: one place for SD1.5's numbers
+
+
+def _arguments(config: dict) -> dict:
+    """A shipped config as constructor arguments (without the file-only class and type fields)."""
+    return {k: v for k, v in config.items() if not k.startswith("_") and k not in ("architectures", "model_type")}
 
 
 def _randomise(module: torch.nn.Module, generator: torch.Generator) -> None:
@@ -68,9 +51,9 @@ def write_random_sd15(path: Path, seed: int = 0) -> Path:
     generator = torch.Generator().manual_seed(seed)
     with torch.device("meta"):
         parts = SimpleNamespace(
-            unet=UNet2DConditionModel(**SD15_UNET),
-            vae=AutoencoderKL(**SD15_VAE),
-            text_encoder=CLIPTextModel(CLIPTextConfig(**CLIP_L)),
+            unet=UNet2DConditionModel(**_arguments(SD15["unet"])),
+            vae=AutoencoderKL(**_arguments(SD15["vae"])),
+            text_encoder=CLIPTextModel(CLIPTextConfig(**_arguments(SD15["text_encoder"]))),
         )
     for module in vars(parts).values():
         _randomise(module, generator)

@@ -132,7 +132,9 @@ def test_loads_a_single_file_checkpoint_offline_with_a_config_folder(sd1_folder:
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
-def test_single_file_without_configs_offline_says_what_to_pass(sd1_folder: Path, tmp_path: Path, monkeypatch) -> None:
+def test_a_single_file_the_shipped_configs_do_not_fit_says_what_to_pass(
+    sd1_folder: Path, tmp_path: Path, monkeypatch
+) -> None:
     import diffusers
 
     from tests.erasure_core.backends.ldm_checkpoint import write_ldm_checkpoint
@@ -144,3 +146,18 @@ def test_single_file_without_configs_offline_says_what_to_pass(sd1_folder: Path,
     )
     with pytest.raises(ModelError, match="--config-dir"):
         load_diffusers_model(path)
+
+
+def test_an_sdxl_v_prediction_model_is_erased_in_noise_space(tmp_path: Path) -> None:
+    """SDXL v-prediction fine-tunes (NoobAI-XL v-pred): the engine reads the scheduler's prediction type, trains on
+    the noise the v output stands for, and erases."""
+    from erasure_core import erase, make_config
+
+    folder = save_tiny_model(tmp_path / "xl-v", "sdxl")
+    config_path = folder / "scheduler" / "scheduler_config.json"
+    config_path.write_text(config_path.read_text().replace('"epsilon"', '"v_prediction"'))
+    backend = load_diffusers_model(folder)
+    assert backend.arch == "sdxl" and backend.prediction_type == "v_prediction"
+    result = erase(backend, make_config("esd", erase=["cat"], keep=["dog"], steps=20, lr=1e-2, audit_samples=2))
+    rows = {r["prompt"]: r for r in result.audit.rows}
+    assert rows["cat"]["erasure"] > 0.25 and rows["dog"]["drift"] < rows["cat"]["drift"]
