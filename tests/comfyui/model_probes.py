@@ -197,3 +197,44 @@ def sd2_main(pack_root: str) -> None:
             }
         )
     )
+
+
+def key_coverage_main(pack_root: str) -> None:
+    """Full-size SD1.5, SD2.x and SDXL UNets (on the meta device: names and shapes only): a LoRA trained on the
+    diffusers model of each, on every layer the engine can train, must match ComfyUI's LoRA keys for the same
+    model detected from its single-file layout, with no key left over."""
+    import comfy.lora
+    import comfy.model_detection
+    from diffusers import UNet2DConditionModel
+
+    sys.path.insert(0, pack_root)
+    from tests.pack import load_pack
+
+    load_pack()
+    from concept_erasure_pack.erasure_core.layers import is_trainable_type
+    from concept_erasure_pack.erasure_core.lora.keys import diffusers_to_ldm, kohya_key_map
+    from concept_erasure_pack.erasure_core.single_file import ARCHITECTURES
+
+    out = {}
+    for arch in ("sd1", "sd2", "sdxl"):
+        config = {k: v for k, v in ARCHITECTURES[arch]["unet"].items() if not k.startswith("_")}
+        with torch.device("meta"):
+            unet = UNet2DConditionModel(**config)
+        names = [n for n, m in unet.named_modules() if n and is_trainable_type(m)]
+        ldm = diffusers_to_ldm([n for n, _ in unet.named_modules()], config["layers_per_block"])
+        checkpoint = {}
+        for key, tensor in unet.state_dict().items():
+            module, _, leaf = key.rpartition(".")
+            checkpoint[f"model.diffusion_model.{ldm[module]}.{leaf}"] = tensor
+        unet_config = comfy.model_detection.detect_unet_config(checkpoint, "model.diffusion_model.")
+        model_config = comfy.model_detection.model_config_from_unet_config(unet_config, checkpoint)
+        with torch.device("meta"):
+            model = model_config.get_model({})  # the weights are not read: only the module tree
+        comfy_keys = comfy.lora.model_lora_keys_unet(model, {})
+        ours = set(kohya_key_map(names, arch, "diffusers", config["layers_per_block"]).values())
+        out[arch] = {
+            "detected": type(model_config).__name__,
+            "lora_layers": len(ours),
+            "unmatched": sorted(k for k in ours if k not in comfy_keys)[:5],
+        }
+    print(json.dumps(out))

@@ -51,3 +51,13 @@ def test_sd2_v_prediction_is_converted_to_epsilon(comfy_root: Path, tmp_path: Pa
     assert result["arch"] == "sd2" and result["latent_shape"] == [4, 96, 96]  # v-prediction SD2 is a 768 px model
     assert result["context_shape"] == [2, 77, 1024]
     assert result["eps_error"] < 1e-4 * max(1.0, result["eps_scale"])
+
+
+def test_a_lora_trained_on_a_diffusers_model_matches_every_key_of_the_single_file_model_in_comfyui(
+    comfy_root: Path, tmp_path: Path
+):
+    """Full-size SD1.5, SD2.x and SDXL: every layer our LoRA can train has its key in ComfyUI's LoRA map."""
+    result = run_probe("key_coverage_main", comfy_root, tmp_path)
+    assert {arch: r["detected"] for arch, r in result.items()} == {"sd1": "SD15", "sd2": "SD20", "sdxl": "SDXL"}
+    for arch, r in result.items():
+        assert r["lora_layers"] > 200 and r["unmatched"] == [], (arch, r)
