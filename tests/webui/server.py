@@ -91,6 +91,7 @@ class WebUIServer:
         env = dict(os.environ)
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", DO_NOT_TRACK="1")
         env.setdefault("OMP_NUM_THREADS", "2")
+        env.setdefault("SD_WEBUI_LOG_LEVEL", "DEBUG")  # A1111 says which LoRA keys matched nothing only at debug level
         env["PYTHONPATH"] = str(self.host.root)
         return env
 
