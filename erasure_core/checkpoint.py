@@ -10,7 +10,6 @@ are computed in float32 and stored in their original dtype, so the file loads wh
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,13 +20,10 @@ from . import jsonsafe
 from .errors import ConfigError, ModelError
 from .files import atomic_write
 from .lora.export import META_PREFIX, LoraFile, lora_from_tensors, read_safetensors
-from .lora.keys import LORA_PREFIX_UNET, diffusers_path_from_kohya, diffusers_to_ldm, kohya_prefix
+from .lora.keys import LORA_PREFIX_UNET, kohya_prefix, ldm_to_diffusers
 
 UNET_PREFIX = "model.diffusion_model."
 ARCH_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
-_DOWNSAMPLER = re.compile(r"^input_blocks\.(\d+)\.0\.op\.weight$")
-_INPUT_BLOCK = re.compile(r"^input_blocks\.(\d+)\.")
-_OUTPUT_ATTENTION = re.compile(r"^output_blocks\.(\d+)\.1\.transformer_blocks\.")
 
 
 def checkpoint_arch(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -44,29 +40,14 @@ def checkpoint_arch(tensors: Mapping[str, torch.Tensor]) -> str:
     return "sd1"
 
 
-def _layers_per_block(paths: list[str]) -> int:
-    """ldm's input blocks go conv_in, then per level `n` blocks and a downsampler: the first downsampler sits at
-    index n + 1 (a one-level UNet has none, and its last input block is n)."""
-    downsamplers = [int(m.group(1)) for m in map(_DOWNSAMPLER.match, paths) if m]
-    if downsamplers:
-        return min(downsamplers) - 1
-    return max(int(m.group(1)) for m in map(_INPUT_BLOCK.match, paths) if m)
-
-
 def lora_targets(lora: LoraFile, tensors: Mapping[str, torch.Tensor]) -> dict[str, str]:
-    """Each kohya prefix of `lora` → the checkpoint key of the weight it changes. Refuses a layer it cannot place."""
-    paths = [k[len(UNET_PREFIX) :] for k in tensors if k.startswith(UNET_PREFIX)]
-    by_prefix = {kohya_prefix(p.removesuffix(".weight")): UNET_PREFIX + p for p in paths if p.endswith(".weight")}
-    unplaced = [prefix for prefix in lora.weights if prefix not in by_prefix]
-    if unplaced:  # diffusers-style names (SD1/SD2 files from the CLI): the block-index rule of export
-        n = _layers_per_block(paths)
-        with_attention = {int(m.group(1)) // (n + 1) for m in map(_OUTPUT_ATTENTION.match, paths) if m}
-        modules = {prefix: diffusers_path_from_kohya(prefix) for prefix in unplaced}
-        ldm = diffusers_to_ldm([*modules.values(), *(f"up_blocks.{i}.attentions.0" for i in with_attention)], n)
-        for prefix, module in modules.items():
-            key = UNET_PREFIX + ldm.get(module, "?") + ".weight"
-            if key in tensors:
-                by_prefix[prefix] = key
+    """Each kohya prefix of `lora` → the checkpoint key of the weight it changes. Refuses a layer it cannot place.
+    A layer may be named the ldm way (SDXL, older host-made files) or the diffusers way (SD1/SD2 files)."""
+    paths = [
+        k[len(UNET_PREFIX) : -len(".weight")] for k in tensors if k.startswith(UNET_PREFIX) and k.endswith(".weight")
+    ]
+    by_prefix = {kohya_prefix(p): f"{UNET_PREFIX}{p}.weight" for p in paths}
+    by_prefix |= {kohya_prefix(d): f"{UNET_PREFIX}{p}.weight" for p, d in ldm_to_diffusers(paths).items()}
     if missing := [prefix for prefix in lora.weights if prefix not in by_prefix]:
         raise ModelError(
             f"{len(missing)} of the LoRA's {len(lora.weights)} layers have no weight in this checkpoint "

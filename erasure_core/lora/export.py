@@ -24,7 +24,7 @@ from ..errors import ModelError
 from ..files import atomic_write
 from ..version import __version__
 from .adapter import LoraTensors, LoraWeights
-from .keys import ALPHA, DOWN, LORA_PREFIX_UNET, UP
+from .keys import ALPHA, DOWN, LORA_PREFIX_UNET, UP, kohya_prefix
 
 META_PREFIX = "erasure_"
 BASE_MODEL_VERSION = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0"}  # kohya ss_base_model_version
@@ -179,9 +179,11 @@ def weights_for_modules(
     """Match a loaded file to this model's modules (resume, audit). Refuses a file made for another architecture.
 
     `aliases` maps further kohya prefixes to module names (a host's own key map: e.g. ComfyUI accepts both the
-    diffusers-style and the ldm-style names of one layer).
+    diffusers-style and the ldm-style names of one layer). The module's own spelling is always accepted too: an
+    SD1 LoRA a ComfyUI or A1111 of this extension's earlier versions wrote with ldm names still resumes there.
     """
-    by_prefix = {**(aliases or {}), **{prefix: name for name, prefix in key_map.items()}}
+    own = {kohya_prefix(name): name for name in key_map}
+    by_prefix = {**own, **(aliases or {}), **{prefix: name for name, prefix in key_map.items()}}
     unknown = [p for p in lora.weights if p not in by_prefix]
     if unknown:
         made_for = lora.arch or "an unknown architecture"

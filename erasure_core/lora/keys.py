@@ -1,8 +1,9 @@
 """The one mapping between UNet module names and kohya LoRA keys, used by export, resume and the hosts.
 
 Files follow sd-scripts: `lora_unet_<module path with "_">.lora_down.weight / .lora_up.weight / .alpha`, with
-diffusers-style module paths for SD1.x/SD2.x and ldm (CompVis/sgm) paths for SDXL (hosts.md §5.2-5.3). Both
-forms load in ComfyUI, A1111/Forge and diffusers; we write each architecture the way sd-scripts does.
+diffusers-style module paths for SD1.x/SD2.x and ldm (CompVis/sgm) paths for SDXL (hosts.md §5.2-5.3), also from
+hosts whose UNet has ldm names: ComfyUI and A1111/Forge load SD1.x/SD2.x files with either spelling, but diffusers'
+loader only with diffusers paths (ldm-style SD1 names fail there with "target modules not found").
 """
 
 from __future__ import annotations
@@ -97,6 +98,70 @@ def diffusers_to_ldm(names: Iterable[str], layers_per_block: int) -> dict[str, s
     return mapping
 
 
+_LDM_DOWNSAMPLER = re.compile(r"^input_blocks\.(\d+)\.0\.op(?:\.weight)?$")
+_LDM_INPUT_BLOCK = re.compile(r"^input_blocks\.(\d+)\.")
+_LDM_BLOCK = re.compile(r"^(input_blocks|output_blocks)\.(\d+)\.(\d+)(?:\.(.*))?$")
+_LDM_MIDDLE = re.compile(r"^middle_block\.(\d+)(?:\.(.*))?$")
+_LDM_TO_RESNET = {ldm: name for name, ldm in _RESNET_TO_LDM.items()}
+
+
+def ldm_layers_per_block(paths: Iterable[str]) -> int:
+    """ldm's input blocks go conv_in, then per level `n` blocks and a downsampler: the first downsampler sits at
+    index n + 1 (a one-level UNet has none, and its last input block is n). Module or weight paths."""
+    paths = list(paths)
+    downsamplers = [int(m.group(1)) for m in map(_LDM_DOWNSAMPLER.match, paths) if m]
+    if downsamplers:
+        return min(downsamplers) - 1
+    return max(int(m.group(1)) for m in map(_LDM_INPUT_BLOCK.match, paths) if m)
+
+
+def ldm_to_diffusers(names: Iterable[str]) -> dict[str, str]:
+    """Map ldm UNet module paths to diffusers paths: the inverse of `diffusers_to_ldm` for every layer that has a
+    counterpart (containers such as a whole input block have none and are left out)."""
+    names = list(names)
+    n = ldm_layers_per_block(names)
+    mapping: dict[str, str] = {}
+    for name in names:
+        top = next((src for src, dst in _TOP_LEVEL_TO_LDM.items() if name == dst or name.startswith(dst + ".")), None)
+        if top is not None:
+            mapping[name] = top + name[len(_TOP_LEVEL_TO_LDM[top]) :]
+        elif path := _ldm_block_path(name, n):
+            mapping[name] = path
+    return mapping
+
+
+def _ldm_block_path(name: str, n: int) -> str | None:
+    """The diffusers path of one ldm path inside the input, middle or output blocks (n layers per block)."""
+    if m := _LDM_MIDDLE.match(name):
+        k, rest = int(m.group(1)), m.group(2)
+        return _with_child("mid_block.attentions.0" if k == 1 else f"mid_block.resnets.{k // 2}", rest)
+    m = _LDM_BLOCK.match(name)
+    if m is None:
+        return None
+    kind, k, slot, rest = m.group(1), int(m.group(2)), int(m.group(3)), m.group(4)
+    if kind == "input_blocks":
+        i, j = divmod(k - 1, n + 1)
+        if j == n:  # the level's downsampler: its conv is input_blocks.K.0.op
+            return f"down_blocks.{i}.downsamplers.0.conv{rest[2:]}" if rest and rest.startswith("op") else None
+        return _with_child(f"down_blocks.{i}.{'resnets' if slot == 0 else 'attentions'}.{j}", rest)
+    i, j = divmod(k, n + 1)
+    if slot == 2 or (slot == 1 and rest is not None and rest.startswith("conv")):  # the level's upsampler
+        return f"up_blocks.{i}.upsamplers.0" + ("." + rest if rest else "")
+    return _with_child(f"up_blocks.{i}.{'resnets' if slot == 0 else 'attentions'}.{j}", rest)
+
+
+def _with_child(path: str, rest: str | None) -> str | None:
+    """`path` plus the child `rest`, a ResBlock's children renamed (None for a container with no counterpart)."""
+    if not rest:
+        return path
+    if ".resnets." not in path:
+        return f"{path}.{rest}"
+    for ldm, child in _LDM_TO_RESNET.items():
+        if rest == ldm or rest.startswith(ldm + "."):
+            return f"{path}.{child}{rest[len(ldm) :]}"
+    return None
+
+
 def kohya_prefix(module_path: str) -> str:
     return f"{LORA_PREFIX_UNET}_{module_path.replace('.', '_')}"
 
@@ -106,8 +171,8 @@ def kohya_key_map(
 ) -> dict[str, str]:
     """Map every given UNet module name (in the backend's naming) to its kohya key prefix for `arch`.
 
-    SD1/SD2 use diffusers-style paths and SDXL ldm-style paths, as sd-scripts writes them. A backend with
-    ldm names (ComfyUI, A1111) on SD1/SD2 is written in ldm style, which every loader also accepts (hosts.md §5.3).
+    SD1/SD2 use diffusers-style paths and SDXL ldm-style paths, as sd-scripts writes them, whatever the backend's
+    own naming: a host with ldm names (ComfyUI, A1111) gets the same keys as a diffusers model.
     """
     names = list(module_names)
     if module_naming not in ("diffusers", "ldm"):
@@ -119,37 +184,7 @@ def kohya_key_map(
             raise ModelError("SDXL key mapping needs the UNet's layers_per_block.")
         ldm = diffusers_to_ldm(names, layers_per_block)
         return {name: kohya_prefix(ldm[name]) for name in names if name in ldm}
+    if module_naming == "ldm" and arch in ("sd1", "sd2"):  # diffusers' loader reads SD1/SD2 files only this way
+        diffusers = ldm_to_diffusers(names)
+        return {name: kohya_prefix(diffusers.get(name, name)) for name in names}
     return {name: kohya_prefix(name) for name in names}
-
-
-# diffusers module-path parts that contain "_" themselves; every other "_" of a kohya prefix was a "."
-_COMPOUND_PARTS = (
-    "down_blocks",
-    "up_blocks",
-    "mid_block",
-    "transformer_blocks",
-    "time_emb_proj",
-    "time_embedding",
-    "add_embedding",
-    "conv_shortcut",
-    "conv_norm_out",
-    "conv_in",
-    "conv_out",
-    "proj_in",
-    "proj_out",
-    "linear_1",
-    "linear_2",
-    "to_out",
-    "to_k",
-    "to_q",
-    "to_v",
-)
-
-
-def diffusers_path_from_kohya(prefix: str) -> str:
-    """The diffusers module path a diffusers-style kohya prefix names (`lora_unet_down_blocks_0_attentions_0_...`
-    → `down_blocks.0.attentions.0...`); kohya's "_" is ambiguous, so the parts that contain one are known."""
-    rest = prefix.removeprefix(LORA_PREFIX_UNET + "_")
-    for part in _COMPOUND_PARTS:
-        rest = re.sub(rf"(?<![a-z0-9]){part}(?![a-z])", part.replace("_", "\0"), rest)
-    return rest.replace("_", ".").replace("\0", "_")

@@ -104,11 +104,20 @@ def _writable(param: torch.Tensor) -> contextlib.AbstractContextManager:
 
 
 def model_lora_keys_unet(model: BaseModel, key_map: dict) -> dict[str, str]:
-    """comfy.lora's map for ldm names: `lora_unet_<path with _>` → `diffusion_model.<path>.weight`."""
-    for name, param in model.diffusion_model.named_parameters():
-        if name.endswith(".weight") and param.ndim >= 2:
-            path = name[: -len(".weight")]
-            key_map[f"lora_unet_{path.replace('.', '_')}"] = f"diffusion_model.{name}"
+    """comfy.lora's map: `lora_unet_<path with _>` → `diffusion_model.<path>.weight`, for the ldm path and (as
+    ComfyUI's map does through its own UNet conversion table) the diffusers path of each layer."""
+    from erasure_core.lora.keys import ldm_to_diffusers
+
+    paths = [
+        n[: -len(".weight")]
+        for n, p in model.diffusion_model.named_parameters()
+        if n.endswith(".weight") and p.ndim >= 2
+    ]
+    diffusers = ldm_to_diffusers(paths)
+    for path in paths:
+        for spelling in (path, diffusers.get(path)):
+            if spelling:
+                key_map[f"lora_unet_{spelling.replace('.', '_')}"] = f"diffusion_model.{path}.weight"
     return key_map
 
 

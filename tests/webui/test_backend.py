@@ -3,6 +3,8 @@ that the loaded model comes back exactly as it was after a finished, failed or c
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -42,7 +44,7 @@ def run(sd_model, networks=None, callbacks=None, **settings):
 
 
 @pytest.mark.parametrize("arch", ["sd1", "sd2", "sdxl"])
-def test_a1111_model_trains_an_ldm_named_lora_and_is_handed_back_unchanged(arch: str) -> None:
+def test_a1111_model_trains_a_lora_named_as_sd_scripts_names_it_and_is_handed_back_unchanged(arch: str) -> None:
     sd_model = FakeA1111Model(arch, v_prediction=arch == "sd2")
     unet = sd_model.model.diffusion_model
     before, grads = snapshot(unet), {n: p.requires_grad for n, p in unet.named_parameters()}
@@ -52,7 +54,9 @@ def test_a1111_model_trains_an_ldm_named_lora_and_is_handed_back_unchanged(arch:
     assert {n: p.requires_grad for n, p in unet.named_parameters()} == grads  # as ldm built them
     assert result.losses and all(map(torch.isfinite, map(torch.tensor, result.losses)))
     keys = result.kohya_state_dict()
-    assert "lora_unet_input_blocks_1_1_transformer_blocks_0_attn2_to_k.lora_down.weight" in keys
+    # the ldm module input_blocks.1.1 written as sd-scripts writes it: diffusers paths for SD1/SD2, ldm for SDXL
+    layer = "input_blocks_1_1" if arch == "sdxl" else "down_blocks_0_attentions_0"
+    assert f"lora_unet_{layer}_transformer_blocks_0_attn2_to_k.lora_down.weight" in keys
     assert result.audit is not None and result.audit.rows[0]["erasure"] > 0  # the erased prompt moved
 
 
@@ -75,6 +79,14 @@ def test_a_saved_lora_reloads_onto_the_same_webui_model_and_reproduces_the_edit(
         finally:
             remove_lora(unet)
     assert torch.allclose(predictions[0], predictions[1], atol=1e-3)  # the file holds fp16 tensors
+
+    # A file an earlier version wrote with the ldm spelling (lora_unet_input_blocks_...) still loads here.
+    older = load_lora(path)
+    key_map = kohya_key_map(names, "sd1", "ldm")
+    spelled = {key_map[name]: "lora_unet_" + name.replace(".", "_") for name in result.weights}
+    assert any(new != old for new, old in spelled.items())
+    older = replace(older, weights={spelled[k]: w for k, w in older.weights.items()})
+    assert weights_for_modules(older, key_map, shapes).keys() == weights.keys()
 
 
 def test_a1111_trains_on_the_checkpoint_not_on_a_lora_a_generation_left_active() -> None:

@@ -8,21 +8,10 @@ from diffusers import UNet2DConditionModel
 
 from erasure_core import ModelError
 from erasure_core.layers import is_trainable_type
-from erasure_core.lora.keys import diffusers_to_ldm, kohya_key_map
+from erasure_core.lora.keys import diffusers_to_ldm, kohya_key_map, ldm_to_diffusers
+from erasure_core.single_file import ARCHITECTURES
 
-SDXL_CONFIG = {
-    "sample_size": 128,
-    "block_out_channels": (320, 640, 1280),
-    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    "transformer_layers_per_block": (1, 2, 10),
-    "cross_attention_dim": 2048,
-    "attention_head_dim": (5, 10, 20),
-    "use_linear_projection": True,
-    "addition_embed_type": "text_time",
-    "addition_time_embed_dim": 256,
-    "projection_class_embeddings_input_dim": 2816,
-}
+SDXL_CONFIG = {k: v for k, v in ARCHITECTURES["sdxl"]["unet"].items() if not k.startswith("_")}
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +77,23 @@ def test_sd1_upsampler_without_attention_sits_in_slot_one(sd15_names: list[str])
     assert diffusers_to_ldm(sd15_names, 2)["up_blocks.0.upsamplers.0.conv"] == "output_blocks.2.1.conv"
 
 
-def test_ldm_named_backends_keep_their_names() -> None:
-    keys = kohya_key_map(["input_blocks.1.1.transformer_blocks.0.attn2.to_k"], "sd1", "ldm")
-    assert keys == {
-        "input_blocks.1.1.transformer_blocks.0.attn2.to_k": "lora_unet_input_blocks_1_1_transformer_blocks_0_attn2_to_k"
-    }
+@pytest.mark.parametrize("arch", ["sd1", "sd2", "sdxl"])
+def test_ldm_named_hosts_write_the_keys_a_diffusers_model_does(arch: str) -> None:
+    """ComfyUI and A1111 name UNet modules the ldm way; their files carry the keys a diffusers model's file does
+    (SD1/SD2: diffusers paths, the only ones diffusers' loader reads; SDXL: ldm paths), on every trainable layer."""
+    config = {k: v for k, v in ARCHITECTURES[arch]["unet"].items() if not k.startswith("_")}
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**config)
+    names = [n for n, _ in unet.named_modules()]
+    trainable = [n for n, m in unet.named_modules() if n and is_trainable_type(m)]
+    ldm = diffusers_to_ldm(names, config["layers_per_block"])
+    assert all(ldm_to_diffusers(ldm.values())[ldm[n]] == n for n in trainable)  # the inverse, layer by layer
+    containers = [n for n in names if n.startswith(("input_blocks", "output_blocks"))]  # what a host's list holds
+    from_host = kohya_key_map([*ldm.values(), *containers], arch, "ldm")
+    from_diffusers = kohya_key_map(names, arch, "diffusers", config["layers_per_block"])
+    assert all(from_host[ldm[n]] == from_diffusers[n] for n in trainable)
+    assert all(from_diffusers[n].startswith("lora_unet_input_blocks" if arch == "sdxl" else "lora_unet_")
+               for n in trainable if n.startswith("down_blocks"))  # fmt: skip
 
 
 def test_unknown_architecture_raises() -> None:
