@@ -42,7 +42,7 @@ from erasure_core.frontend.settings import (
     TRAINING_WIDGETS,
     build_config,
 )
-from erasure_core.frontend.verdict import check_settings, transfer_verdict
+from erasure_core.frontend.verdict import check_settings, made_on_scores, transfer_verdict
 
 from .backend import borrowed_model
 
@@ -310,7 +310,7 @@ def check_lora(name: str, strength: float, host: Host) -> dict[str, Any]:
             report = run_audit(b, lora, config, should_stop=callbacks.should_stop)
     finally:
         host.release_memory()
-    held, verdict = transfer_verdict(report, config.erased_at)
+    held, verdict = transfer_verdict(report, config.erased_at, reference=made_on_scores(lora))
     return {"lora": name, "strength": strength, "held": held, "verdict": verdict, "audit": report.to_dict()}
 
 

@@ -24,7 +24,7 @@ from .defaults import DEMO_OVERRIDES
 from .demo import load_demo
 from .errors import ConfigError, ErasureError, ModelError
 from .files import atomic_write
-from .frontend.verdict import transfer_verdict
+from .frontend.verdict import made_on_scores, transfer_verdict
 from .lora.export import load_lora
 from .monitor import LastErasure
 from .resume import load_state, save_state
@@ -306,13 +306,16 @@ def _run_audit(args: argparse.Namespace) -> int:
         raise ModelError(
             f"{Path(args.lora).name} carries no erasure metadata; only LoRAs made by this tool can be audited."
         )
+    # compared with the LoRA's own final audit only when measured the same way (latents per prompt; seed as trained)
+    same_measure = settings.get("audit_samples") == args.samples
     settings["audit_samples"] = args.samples
     method = settings.pop("method")
     config = make_config(method, **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
     backend = _load_backend(args)
     report = run_audit(backend, lora, config, tuple(args.prompt))
     print(report.table())
-    held, verdict = transfer_verdict(report, config.erased_at, Path(args.model).name)
+    reference = made_on_scores(lora) if same_measure else {}
+    held, verdict = transfer_verdict(report, config.erased_at, Path(args.model).name, reference)
     print(verdict)
     if args.report:
         _write_json(args.report, {**report.to_dict(), "held": held, "verdict": verdict})

@@ -9,7 +9,7 @@ from ..erasure_core import ModelError
 from ..erasure_core.frontend import lora_from_tensors, save_lora_file
 from ..erasure_core.frontend.lora_files import next_free_name, resolve_target
 from ..erasure_core.frontend.lora_info import describe
-from ..erasure_core.frontend.verdict import check_settings, transfer_verdict
+from ..erasure_core.frontend.verdict import check_settings, made_on_scores, transfer_verdict
 from .runtime import ErasureLora, loras_folder, read_lora_file
 from .training import apply_lora, audit_on_model
 
@@ -98,5 +98,6 @@ class LoadErasureLoraNode(io.ComfyNode):
                 raise ModelError("'check' audits the erasure on this model: connect the model's CLIP to 'clip'.")
             config, weights = check_settings(lora_from_tensors(lora, lora.metadata, lora_file), strength)
             report = audit_on_model(model, clip, weights, config)
-            info += "\n" + transfer_verdict(report, config.erased_at)[1] + "\n" + report.table()
+            verdict = transfer_verdict(report, config.erased_at, reference=made_on_scores(weights))[1]
+            info += "\n" + verdict + "\n" + report.table()
         return io.NodeOutput(apply_lora(model, lora, strength), lora, info, ui=ui.PreviewText(info))

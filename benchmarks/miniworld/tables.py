@@ -29,6 +29,7 @@ COLUMNS = {
     "PSR-1": "kept (PSR-1)",
     "least-erased": "least erased concept (ESR-1)",
     "steps_trained": "steps",
+    "check": "target check",
     "unet_evals": "UNet evals",
     "seconds": "seconds",
 }
@@ -78,6 +79,30 @@ def _by_count(reports: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]
         for method, row in report["methods"].items():
             label = "unedited" if method == "none" else method.upper()
             out.append((f"{label}, {n} erased", {**row, "least-erased": min(row["ESR-1 each"].values())}))
+    return out
+
+
+def _transfer(reports: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The transfer task: per descendant seed, the unedited models, then each method on the base and, on every
+    descendant, its LoRA transferred, trained there directly, and topped up there (with the target check's say)."""
+    from .transfer import VARIANTS, check_cell
+
+    out = []
+    for report in reports:
+        task = report["tasks"]["transfer"]
+        seed = task["descendant_settings"]["seed"]
+        for model, row in task["unedited"].items():
+            out.append((f"seed {seed}: {model}, unedited", row))
+        for method, entry in task["methods"].items():
+            base = {**entry["base"], "steps_trained": int(entry["base"]["cost"]["steps_trained"])}
+            out.append((f"seed {seed}: base, {method.upper()}", base | {"check": check_cell(entry, None)}))
+            for kind in task["descendants"]:
+                for variant in (v for v in VARIANTS if v in entry[kind]):
+                    row = dict(entry[kind][variant])
+                    row["steps_trained"] = int(row["cost"]["steps_trained"]) if "cost" in row else None
+                    if variant == "transferred":
+                        row["check"] = check_cell(entry, kind)
+                    out.append((f"seed {seed}: {kind}, {method.upper()} {variant}", row))
     return out
 
 
@@ -214,6 +239,12 @@ TABLES: dict[str, Table] = {
         tuple(f"many/icons_erase_{n}.json" for n in (1, 10, 20)),
         ("ESR-1", "least-erased", "neighbour-PSR-1", "far-PSR-1", "steps_trained", "unet_evals", "seconds"),
         _by_count,
+    ),
+    "transfer": Table(
+        "docs/transfer.md",
+        ("transfer/objects_seed0.json", "transfer/objects_seed1.json"),
+        ("ESR-1", "PSR-1", "neighbour-PSR-1", "steps_trained", "check"),
+        _transfer,
     ),
 }
 

@@ -59,3 +59,12 @@ def test_an_edit_onto_the_esd_target_reads_its_fraction(
         assert verdict.startswith("The erasure held on community.safetensors: cat 1.00")
     else:
         assert "did not hold on community.safetensors for cat: cat 0.50" in verdict and "--resume" in verdict
+
+    # Against the LoRA's erasure on the model it was made on (its final audit): the same score holds when it keeps
+    # HELD_SHARE of that, and not when it lost more, whatever the absolute threshold says.
+    from erasure_core.frontend.verdict import HELD_SHARE
+
+    made_on = fraction / HELD_SHARE - 0.01  # a little below: kept just over the share
+    assert transfer_verdict(report, ERASED_AT, reference={"cat": made_on})[0]
+    held, verdict = transfer_verdict(report, ERASED_AT, reference={"cat": fraction / HELD_SHARE + 0.05})
+    assert not held and "made-on model" in verdict and "of its erasure on the model it was made on" in verdict

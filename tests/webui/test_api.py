@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 
 import pytest
 import torch
@@ -140,7 +141,8 @@ def test_check_says_whether_a_saved_erasure_held_on_the_loaded_checkpoint(webui:
     assert none["held"] is False and "did not hold on this model for cat: cat 0.00" in none["verdict"]
     full = client().post(f"{URL}/check", json={"lora": "no-cat"}).json()
     erasure = next(r["erasure"] for r in full["audit"]["rows"] if r["prompt"] == "cat")
-    assert erasure > 0 and full["held"] == (erasure >= 0.7) and f"cat {erasure:.2f}" in full["verdict"]
+    made_on = float(re.search(r"cat \d\.\d\d \(made-on model: (\d\.\d\d)\)", full["verdict"]).group(1))
+    assert erasure > 0 and abs(erasure - made_on) <= 0.02 and full["held"] is True  # as its own final audit said
     assert all(torch.equal(a, b) for a, b in zip(weights, webui.shared.sd_model.model.parameters(), strict=True))
 
     for bad, says in [
