@@ -3,7 +3,7 @@
     python -m benchmarks.miniworld.evaluate [--world objects|icons] --task objects --methods none,esd,eap,age,uce \
         --steps 200 --json out.json
 
-Tasks: `objects` (Imagenette analogue: 4 splits of 5 erased + 5 kept, ESR/PSR-1/5, FID-style distance of kept
+Tasks: `transfer` (erase on the base, apply to community-like descendants: `transfer.py`), `objects` (Imagenette analogue: 4 splits of 5 erased + 5 kept, ESR/PSR-1/5, FID-style distance of kept
 concepts), `neighbours` (erase one concept at a time; same-group vs other-group preservation and the impact matrix),
 `styles` (erase one style, keep the others), `implicit` (erase the implicit concept, "night" or "underwater", with
 `noxattn`; detector rate over prompts that mostly never name it), or `all`. Every method runs with the same step budget and seeds. Writes JSON, a
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from erasure_core import erase, make_config
+from erasure_core import EraseResult, LoraFile, erase, make_config
 from erasure_core.config import setting_names
 from erasure_core.defaults import MINIWORLD_RECIPE
 from erasure_core.demo import DemoModel, load_demo
@@ -61,14 +61,22 @@ class Bench:
     def __post_init__(self) -> None:
         self.demo: DemoModel = load_demo(self.device, self.world.model_dir)
         self.classifier = load_classifier(self.world, self.device)
+        self.last_result: EraseResult | None = None  # the latest `train` run's result (not a field: not reported)
 
     def seeds(self, n: int) -> list[int]:
         return [self.seed * 100_000 + i for i in range(n)]
 
     def train(
-        self, method: str, erase_: Sequence[str], keep: Sequence[str], layers: str | None = None
+        self,
+        method: str,
+        erase_: Sequence[str],
+        keep: Sequence[str],
+        layers: str | None = None,
+        resume: LoraFile | None = None,
     ) -> tuple[LoraWeights | None, dict]:
-        """The LoRA of `method` (None for the unedited model), with its seconds, peak memory and UNet evaluations."""
+        """The LoRA of `method` (None for the unedited model), with its seconds, peak memory and UNet evaluations.
+        `resume` continues from a LoRA file as the hosts' resume does; `last_result` keeps the run's result."""
+        self.last_result = None
         if method == "none":
             return None, {"seconds": 0.0, "peak_mem_mb": 0.0, "unet_evals": 0, "steps_trained": 0, "not_erased": []}
         settings: dict[str, Any] = {
@@ -86,7 +94,8 @@ class Bench:
         config = make_config(
             method, erase=tuple(erase_), keep=tuple(keep), **{k: settings[k] for k in settings if k in known}
         )
-        result = erase(self.demo.backend, config)
+        result = erase(self.demo.backend, config, resume=resume)
+        self.last_result = result
         logger.info("%s erased %s in %.1f s", method, list(erase_), result.seconds)
         return result.weights, {
             "seconds": result.seconds,
@@ -447,6 +456,9 @@ def save_grid(result: dict[str, Any], path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from . import transfer  # imports this module
+    from .descend import DescendSettings
+
     world = get_world(args.world)
     bench = Bench(
         world,
@@ -476,13 +488,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result = task_neighbours(bench, erase_list or (world.objects[:1] if args.quick else world.objects))
         elif task == "styles":
             result = task_styles(bench, erase_list[0] if erase_list else world.styles[0])
+        elif task == "transfer":
+            erased, kept = (tuple(erase_list), tuple(keep_list)) if erase_list else world.object_splits[0]
+            kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+            made = DescendSettings(**{"seed": args.descendant_seed, **merged_settings(args.descend)})
+            result = transfer.task_transfer(bench, erased, kept, kinds, made)
         else:
             result = task_implicit(bench)
         save_grid(result, out_dir / f"{task}.png")
         result.pop("grid")
         result["wall_s"] = time.perf_counter() - start
         results[task] = result
-        table = markdown(task, result, world)
+        table = transfer.markdown(result) if task == "transfer" else markdown(task, result, world)
         (out_dir / f"{task}.md").write_text(table)
         logger.info("%s done in %.0f s\n%s", task, result["wall_s"], table)
     report = {
@@ -516,7 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--keep", help="comma-separated concepts to keep (objects task)")
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--task", default="objects", choices=(*TASKS, "all"))
+    parser.add_argument(
+        "--task", default="objects", choices=(*TASKS, "transfer", "all"), help="'all' is every task but transfer"
+    )
     parser.add_argument(
         "--steps", type=int, default=MINIWORLD_RECIPE["steps"], help="training steps of every trained method"
     )
@@ -525,6 +544,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", help="write the report here")
     parser.add_argument("--out-dir", default="benchmarks/miniworld/results", help="markdown tables and image grids")
+    parser.add_argument(
+        "--kinds", default="style,merge,concepts,continued", help="transfer task: the descendants (descend.py)"
+    )
+    parser.add_argument(
+        "--descendant-seed", type=int, default=0, help="transfer task: which descendants (each seed its own)"
+    )
+    parser.add_argument(
+        "--descend", action="append", help="transfer task: descendant settings as JSON (descend.py's options)"
+    )
     parser.add_argument("--quick", action="store_true", help="one split / one concept, for a fast check")
     parser.add_argument(
         "--splits",

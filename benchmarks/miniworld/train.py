@@ -151,10 +151,16 @@ def train_unet(
     embeddings: torch.Tensor,
     s: TrainSettings,
     device: str,
+    init: dict[str, torch.Tensor] | None = None,
+    warmup: int = 200,
 ):
+    """Train (or, from `init`'s weights, fine-tune) the world's UNet on cached latents and caption encodings; returns
+    the EMA copy."""
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
     unet = UNet2DConditionModel(**world.unet_config).to(device)
+    if init is not None:
+        unet.load_state_dict({k: v.float() for k, v in init.items()})
     ema = UNet2DConditionModel(**world.unet_config).to(device)
     ema.load_state_dict(unet.state_dict())
     ema.requires_grad_(False)
@@ -164,7 +170,7 @@ def train_unet(
     embeddings = embeddings.to(device)
     caption_ids = torch.as_tensor(caption_ids)
     opt = torch.optim.AdamW(unet.parameters(), lr=s.unet_lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _cosine(i, s.unet_steps, warmup=200))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _cosine(i, s.unet_steps, warmup=warmup))
     generator = torch.Generator().manual_seed(s.seed + 2)
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
@@ -241,6 +247,11 @@ def evaluate_generations(
     }
 
 
+def default_captions_path(world: World) -> Path:
+    """Where a world's caption encodings are cached (the objects world's file predates the second world)."""
+    return CACHE / ("captions.safetensors" if world.name == "objects" else f"captions-{world.name}.safetensors")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", default="objects", choices=tuple(WORLDS))
@@ -254,9 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     s = TrainSettings(**{k: getattr(args, k) for k in asdict(TrainSettings())})
     world = get_world(args.world)
     out = args.out or world.model_dir
-    captions_path = args.captions or CACHE / (
-        "captions.safetensors" if world.name == "objects" else f"captions-{world.name}.safetensors"
-    )
+    captions_path = args.captions or default_captions_path(world)
     torch.manual_seed(s.seed)
     timings: dict[str, float] = {}
     start = time.perf_counter()
