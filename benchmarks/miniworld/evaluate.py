@@ -61,24 +61,28 @@ class Bench:
     def __post_init__(self) -> None:
         self.demo: DemoModel = load_demo(self.device, self.world.model_dir)
         self.classifier = load_classifier(self.world, self.device)
-        self.last_result: EraseResult | None = None  # the latest `train` run's result (not a field: not reported)
 
     def seeds(self, n: int) -> list[int]:
         return [self.seed * 100_000 + i for i in range(n)]
 
     def train(
+        self, method: str, erase_: Sequence[str], keep: Sequence[str], layers: str | None = None
+    ) -> tuple[LoraWeights | None, dict]:
+        """The LoRA of `method` (None for the unedited model), with its seconds, peak memory and UNet evaluations."""
+        if method == "none":
+            return None, {"seconds": 0.0, "peak_mem_mb": 0.0, "unet_evals": 0, "steps_trained": 0, "not_erased": []}
+        result = self.run(method, erase_, keep, layers)
+        return result.weights, run_cost(result)
+
+    def run(
         self,
         method: str,
         erase_: Sequence[str],
         keep: Sequence[str],
         layers: str | None = None,
         resume: LoraFile | None = None,
-    ) -> tuple[LoraWeights | None, dict]:
-        """The LoRA of `method` (None for the unedited model), with its seconds, peak memory and UNet evaluations.
-        `resume` continues from a LoRA file as the hosts' resume does; `last_result` keeps the run's result."""
-        self.last_result = None
-        if method == "none":
-            return None, {"seconds": 0.0, "peak_mem_mb": 0.0, "unet_evals": 0, "steps_trained": 0, "not_erased": []}
+    ) -> EraseResult:
+        """One erasure by `method` with the bench's recipe; `resume` continues from a LoRA file as the hosts do."""
         settings: dict[str, Any] = {
             **MINIWORLD_RECIPE,
             "steps": self.steps,
@@ -95,15 +99,8 @@ class Bench:
             method, erase=tuple(erase_), keep=tuple(keep), **{k: settings[k] for k in settings if k in known}
         )
         result = erase(self.demo.backend, config, resume=resume)
-        self.last_result = result
         logger.info("%s erased %s in %.1f s", method, list(erase_), result.seconds)
-        return result.weights, {
-            "seconds": result.seconds,
-            "peak_mem_mb": result.peak_memory_mb,
-            "unet_evals": result.unet_evals,
-            "steps_trained": result.steps_trained,
-            "not_erased": sorted(result.not_erased),  # concepts the trainer measured short of erased_at
-        }
+        return result
 
     def images(self, prompts: Sequence[str], lora: LoraWeights | None) -> np.ndarray:
         seeds = [
@@ -124,6 +121,17 @@ class Bench:
             self.classifier.night(features).squeeze(-1).cpu(),
             features.cpu(),
         )
+
+
+def run_cost(result: EraseResult) -> dict[str, Any]:
+    """What a run cost, as the reports keep it."""
+    return {
+        "seconds": result.seconds,
+        "peak_mem_mb": result.peak_memory_mb,
+        "unet_evals": result.unet_evals,
+        "steps_trained": result.steps_trained,
+        "not_erased": sorted(result.not_erased),  # concepts the trainer measured short of erased_at
+    }
 
 
 def load_classifier(world: World, device: str = "cpu", folder: Path | None = None) -> Classifier:

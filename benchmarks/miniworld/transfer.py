@@ -30,7 +30,7 @@ from erasure_core.frontend.verdict import check_settings, not_held, transfer_ver
 from erasure_core.lora.adapter import LoraWeights
 
 from .descend import KINDS, DescendSettings, make_descendant
-from .evaluate import Bench, _object_images, _rate
+from .evaluate import Bench, _object_images, _rate, run_cost
 
 VARIANTS = ("transferred", "direct", "topped up")
 ERASED_AT = 0.7  # the absolute rule's threshold; unused where the base's scores are known (always, here)
@@ -85,8 +85,9 @@ def task_transfer(
     grid_rows = [("base", unedited["base"]["shown"])]
     tmp = Path(tempfile.mkdtemp(prefix="erasure-transfer-"))
     for method in [m for m in bench.methods if m != "none"]:
-        lora, cost = bench.train(method, erased, kept)
-        lora_path = export_lora(bench.last_result, tmp / f"{method}.safetensors")  # as users share it (fp16)
+        result = bench.run(method, erased, kept)
+        lora, cost = result.weights, run_cost(result)
+        lora_path = export_lora(result, tmp / f"{method}.safetensors")  # as users share it (fp16)
         base = rates(bench, erased, kept, lora)
         on_base = _check(bench, lora_path)
         entry: dict[str, Any] = {"base": base["row"] | {"cost": cost}, "check on base": on_base}
@@ -99,10 +100,10 @@ def task_transfer(
                 direct, direct_cost = bench.train(method, erased, kept)
                 row["direct"] = rates(bench, erased, kept, direct)
                 row["direct"]["row"]["cost"] = direct_cost
-                if not bench.last_result.config.closed_form:  # UCE re-solves; there is nothing to top up
-                    topped, top_cost = bench.train(method, erased, kept, resume=load_lora(lora_path))
-                    row["topped up"] = rates(bench, erased, kept, topped)
-                    row["topped up"]["row"]["cost"] = top_cost
+                if not result.config.closed_form:  # UCE re-solves; there is nothing to top up
+                    topped = bench.run(method, erased, kept, resume=load_lora(lora_path))
+                    row["topped up"] = rates(bench, erased, kept, topped.weights)
+                    row["topped up"]["row"]["cost"] = run_cost(topped)
                 check = _check(bench, lora_path, on_base["erasure"])
             if first:  # the picture: each descendant unedited, and with the first method's base LoRA
                 grid_rows += [(kind, unedited[kind]["shown"]), (f"{method} {kind}", row["transferred"]["shown"])]
