@@ -128,6 +128,12 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
 }
 
 
+def constructor_arguments(arch: str, part: str) -> dict[str, Any]:
+    """A part's shipped config as its class takes it (without the file-only class and type fields)."""
+    config = ARCHITECTURES[arch][part]
+    return {k: v for k, v in config.items() if not k.startswith("_") and k not in ("architectures", "model_type")}
+
+
 def detect_architecture(keys: Iterable[str], in_channels: int | None = None) -> str:
     """sd1, sd2 or sdxl from an ldm checkpoint's tensor names; `ModelError` for what is not one of them."""
     keys = set(keys)

@@ -213,11 +213,11 @@ def key_coverage_main(pack_root: str) -> None:
     load_pack()
     from concept_erasure_pack.erasure_core.layers import is_trainable_type
     from concept_erasure_pack.erasure_core.lora.keys import diffusers_to_ldm, kohya_key_map
-    from concept_erasure_pack.erasure_core.single_file import ARCHITECTURES
+    from concept_erasure_pack.erasure_core.single_file import constructor_arguments
 
     out = {}
     for arch in ("sd1", "sd2", "sdxl"):
-        config = {k: v for k, v in ARCHITECTURES[arch]["unet"].items() if not k.startswith("_")}
+        config = constructor_arguments(arch, "unet")
         with torch.device("meta"):
             unet = UNet2DConditionModel(**config)
         names = [n for n, m in unet.named_modules() if n and is_trainable_type(m)]

@@ -17,15 +17,8 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from erasure_core.single_file import ARCHITECTURES
+from erasure_core.single_file import constructor_arguments  # SD1.5's numbers: one place
 from tests.erasure_core.backends.ldm_checkpoint import write_ldm_checkpoint
-
-SD15 = ARCHITECTURES["sd1"]  # the configs the engine ships for single files: one place for SD1.5's numbers
-
-
-def _arguments(config: dict) -> dict:
-    """A shipped config as constructor arguments (without the file-only class and type fields)."""
-    return {k: v for k, v in config.items() if not k.startswith("_") and k not in ("architectures", "model_type")}
 
 
 def _randomise(module: torch.nn.Module, generator: torch.Generator) -> None:
@@ -51,9 +44,9 @@ def write_random_sd15(path: Path, seed: int = 0) -> Path:
     generator = torch.Generator().manual_seed(seed)
     with torch.device("meta"):
         parts = SimpleNamespace(
-            unet=UNet2DConditionModel(**_arguments(SD15["unet"])),
-            vae=AutoencoderKL(**_arguments(SD15["vae"])),
-            text_encoder=CLIPTextModel(CLIPTextConfig(**_arguments(SD15["text_encoder"]))),
+            unet=UNet2DConditionModel(**constructor_arguments("sd1", "unet")),
+            vae=AutoencoderKL(**constructor_arguments("sd1", "vae")),
+            text_encoder=CLIPTextModel(CLIPTextConfig(**constructor_arguments("sd1", "text_encoder"))),
         )
     for module in vars(parts).values():
         _randomise(module, generator)

@@ -180,9 +180,9 @@ def test_a_lora_trained_on_a_diffusers_model_loads_on_every_layer_of_the_single_
 
     from erasure_core.layers import is_trainable_type
     from erasure_core.lora.keys import kohya_key_map
-    from erasure_core.single_file import ARCHITECTURES
+    from erasure_core.single_file import constructor_arguments
 
-    config = {k: v for k, v in ARCHITECTURES["sd1"]["unet"].items() if not k.startswith("_")}
+    config = constructor_arguments("sd1", "unet")
     with torch.device("meta"):
         unet = UNet2DConditionModel(**config)
     modules = {n: m for n, m in unet.named_modules() if n and is_trainable_type(m)}

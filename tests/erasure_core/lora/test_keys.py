@@ -9,9 +9,9 @@ from diffusers import UNet2DConditionModel
 from erasure_core import ModelError
 from erasure_core.layers import is_trainable_type
 from erasure_core.lora.keys import diffusers_to_ldm, kohya_key_map, ldm_to_diffusers
-from erasure_core.single_file import ARCHITECTURES
+from erasure_core.single_file import constructor_arguments
 
-SDXL_CONFIG = {k: v for k, v in ARCHITECTURES["sdxl"]["unet"].items() if not k.startswith("_")}
+SDXL_CONFIG = constructor_arguments("sdxl", "unet")
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_sd1_upsampler_without_attention_sits_in_slot_one(sd15_names: list[str])
 def test_ldm_named_hosts_write_the_keys_a_diffusers_model_does(arch: str) -> None:
     """ComfyUI and A1111 name UNet modules the ldm way; their files carry the keys a diffusers model's file does
     (SD1/SD2: diffusers paths, the only ones diffusers' loader reads; SDXL: ldm paths), on every trainable layer."""
-    config = {k: v for k, v in ARCHITECTURES[arch]["unet"].items() if not k.startswith("_")}
+    config = constructor_arguments(arch, "unet")
     with torch.device("meta"):
         unet = UNet2DConditionModel(**config)
     names = [n for n, _ in unet.named_modules()]
