@@ -1,8 +1,9 @@
-"""Whether an erasure held on the model it was applied to: the audit read against the stopping rule's threshold.
+"""Whether an erasure held on the model it was applied to: the audit read against the LoRA's own model.
 
 An erasure LoRA trained on one checkpoint is usually applied to another (a fine-tune or a merge of it). The audit
-measures each erased concept's erasure on the model at hand, 0 to 1, the same score training stops on
-(`erased_at`); so "held" means the LoRA erases there as far as training required on its own model.
+measures each erased concept's erasure on the model at hand, 0 to 1. "Held" means it keeps most of the erasure the
+same measurement gave on the model the LoRA was made on (its final audit, in its header); a LoRA without one is read
+against `erased_at`, the threshold training stops at.
 """
 
 from __future__ import annotations
