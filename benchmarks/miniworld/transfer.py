@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from erasure_core import export_lora, load_lora, run_audit
+from erasure_core.defaults import DEFAULTS
 from erasure_core.demo import load_demo
 from erasure_core.frontend.verdict import check_settings, not_held, transfer_verdict
 from erasure_core.lora.adapter import LoraWeights
@@ -33,7 +34,6 @@ from .descend import KINDS, DescendSettings, make_descendant
 from .evaluate import Bench, _object_images, _rate, run_cost
 
 VARIANTS = ("transferred", "direct", "topped up")
-ERASED_AT = 0.7  # the absolute rule's threshold; unused where the base's scores are known (always, here)
 
 
 @contextmanager
@@ -134,7 +134,9 @@ def _summary(entry: dict[str, Any], kinds: Sequence[str]) -> dict[str, float]:
 def held(entry: dict[str, Any], kind: str) -> bool:
     """The target check's verdict on descendant `kind`, by the hosts' rule (`verdict.not_held`) against the same
     check on the base: derived from the stored scores, so results of any version read alike."""
-    return not not_held(entry[kind]["check"]["erasure"], entry["check on base"]["erasure"], ERASED_AT)
+    return not not_held(
+        entry[kind]["check"]["erasure"], entry["check on base"]["erasure"], DEFAULTS["esd"]["erased_at"]
+    )
 
 
 def markdown(result: dict[str, Any]) -> str:
