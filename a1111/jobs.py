@@ -32,7 +32,16 @@ from erasure_core import (
     load_lora,
     run_audit,
 )
-from erasure_core.frontend import CONFIG_CLASSES, DEFAULTS, atomic_write, image_grid, is_closed_form, load_state
+from erasure_core.frontend import (
+    CONFIG_CLASSES,
+    DEFAULTS,
+    atomic_write,
+    image_grid,
+    is_closed_form,
+    load_state,
+    preview_rows,
+    row_label,
+)
 from erasure_core.frontend.concepts import PRESETS, merge_presets
 from erasure_core.frontend.lora_files import SUFFIX, resolve_target, safe_relative_name
 from erasure_core.frontend.settings import (
@@ -47,7 +56,6 @@ from erasure_core.frontend.verdict import check_settings, made_on_scores, transf
 from .backend import borrowed_model
 
 SD_VERSION = {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL"}  # the Lora card's "sd version" (A1111 network.SdVersion)
-PREVIEW_ROWS = 8  # prompts in the before/after grid: erased first, then kept, then the neighbours the audit probed
 
 
 class Busy(ErasureError):
@@ -381,10 +389,8 @@ def write_card(lora_path: Path, result: EraseResult) -> Path:
 
 def before_after_grid(host: Host, job: JobResult, request: ErasureRequest) -> tuple[Any, list[tuple[str, str]]]:
     """The erased, kept and neighbour prompts with the same seeds, without and with the new LoRA (WebUI txt2img)."""
-    rows = [(row["role"], row["prompt"]) for row in (job.result.audit.rows if job.result.audit else [])]
-    if not rows:
-        rows = [("erased", c) for c in job.result.config.erase] + [("kept", c) for c in job.result.config.keep]
-    rows = rows[:PREVIEW_ROWS]
+    r = job.result
+    rows = preview_rows(r.config.erase, r.config.keep, r.neighbours)
     prompts = [prompt for _, prompt in rows]
     size = request.preview_size or _native_size(job.result.arch)
     seed = job.result.config.seed
@@ -395,7 +401,7 @@ def before_after_grid(host: Host, job: JobResult, request: ErasureRequest) -> tu
     if len(before) != len(prompts) or len(after) != len(prompts):
         raise ErasureError("The preview was interrupted before every image was drawn; the LoRA is saved.")
     cells = [[np.asarray(b.convert("RGB")), np.asarray(a.convert("RGB"))] for b, a in zip(before, after, strict=True)]
-    labels = [f"{role}: {prompt}" for role, prompt in rows]
+    labels = [row_label(*row) for row in rows]
     scale = max(1, 128 // size)  # small previews are drawn larger, to be seen
     return image_grid(cells, labels, ["before", "after"], scale=scale), rows
 

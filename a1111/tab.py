@@ -60,8 +60,15 @@ def results_html(job: JobResult) -> str:
             f"<p>Continued from {html.escape(r.resumed_from)} ({r.previous_steps} steps before this run; "
             f"optimizer: {html.escape(str(r.resumed_optimizer))}).</p>"
         )
+    for concept, words in r.neighbours.items():
+        lines.append(
+            f"<p>Neighbours of '{html.escape(concept)}' (audited): {html.escape(', '.join(words) or '-')}</p>"
+        )
     for concept, words in r.found.items():
-        lines.append(f"<p>Nearby concepts of '{html.escape(concept)}': {html.escape(', '.join(words[:8]))}</p>")
+        lines.append(
+            f"<p>Words the concept search settled on for '{html.escape(concept)}': "
+            f"{html.escape(', '.join(words[:8]))}</p>"
+        )
     if job.preview_error:
         lines.append(f"<p class='error'>{html.escape(job.preview_error)}</p>")
     if r.audit and r.audit.rows:

@@ -52,6 +52,7 @@ class ConceptSearch:
     concept: str
     words: list[str]
     encodings: Conditioning
+    distinct: list[str] = field(default_factory=list)  # the words the text encoder tells from noise (`candidates`)
     logits: nn.Parameter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -83,6 +84,10 @@ class ConceptSearch:
         """Candidates by learned logit, highest first: the concepts the search settled on."""
         order = torch.argsort(self.logits.detach(), descending=True)[:n]
         return [self.words[int(i)] for i in order]
+
+    def neighbours(self, n: int = 3) -> list[str]:
+        """The highest-ranked candidates that are real neighbours of the concept (`distinct`), for a user to see."""
+        return [w for w in self.ranked(len(self.words)) if w in self.distinct][:n]
 
     def target_mixture(self, draws: int, generator: torch.Generator) -> list[tuple[str, float]]:
         """The target a hard Gumbel-max step steers to, estimated: `draws` candidates drawn from softmax(logits), as

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,7 +33,21 @@ _VOCAB_CHUNK = 256  # words encoded per pass; only their distances are kept, nev
 _LOW_PRECISION_MIN_SPEEDUP = 1.5
 _LOW_PRECISION_MARGIN = 2.0
 
+# A candidate is told from noise when its distance to the concept lies this many standard deviations below the
+# vocabulary's mean distance (ours: the usual three-sigma rule, not tuned). The candidate set spans near to fairly far
+# words on purpose; the far ones are no nearer to the concept than a random word is ("disaster" for "apple" on the
+# demo model, 0.95 deviations), so they are trained on but never shown to a user as the concept's neighbours.
+NOISE_Z = 3.0
+
 Encode = Callable[[Sequence[str]], Conditioning]
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One erased concept's candidate words, nearest first, and those of them the text encoder tells from noise."""
+
+    words: list[str]
+    distinct: list[str]
 
 
 def vocabulary_distances(
@@ -135,6 +150,14 @@ def pick_candidates(
     return [words[i] for i in chosen]
 
 
+def distinct_words(distances: torch.Tensor, words: Sequence[str], chosen: Sequence[str]) -> list[str]:
+    """The `chosen` words (in their order) whose distance stands out from the row's (`NOISE_Z`)."""
+    row = distances.double()
+    floor = row.mean() - NOISE_Z * row.std()
+    index = {w: i for i, w in enumerate(words)}
+    return [w for w in chosen if float(row[index[w]]) <= float(floor)]
+
+
 def inflections(word: str) -> set[str]:
     """`word` and its plural, singular and possessive forms ("car": car, cars, car's; "cherries": cherry ...)."""
     w = word.lower()
@@ -165,7 +188,7 @@ def find_candidates(
     num_centers: int,
     exclude_concepts: bool,
     cache: Path | None = None,
-) -> dict[str, list[str]]:
+) -> dict[str, Candidates]:
     """Candidate words per erased concept. The vocabulary is encoded once for all concepts whose distances are not
     in `cache` (a `distance_cache` folder; None = no cache)."""
     if not vocabulary:
@@ -175,10 +198,11 @@ def find_candidates(
     banned = banned_words(concepts) if exclude_concepts else set()
     exact_nearest = k_closest + sum(w.lower() in banned for w in vocabulary)  # what `pick_candidates` can reach
     distances = concept_distances(encode, concept_conds, vocabulary, cache, exact_nearest)
-    return {
-        concept: pick_candidates(distances[row], vocabulary, k_closest, num_centers, sorted(banned))
-        for row, concept in enumerate(concepts)
-    }
+    found = {}
+    for row, concept in enumerate(concepts):
+        words = pick_candidates(distances[row], vocabulary, k_closest, num_centers, sorted(banned))
+        found[concept] = Candidates(words, distinct_words(distances[row], vocabulary, words))
+    return found
 
 
 def concept_distances(

@@ -280,21 +280,21 @@ def _run_erase(args: argparse.Namespace) -> int:
 
 
 def _write_preview(backend: Any, result: Any, path: Path) -> Path:
-    """Before/after grid next to the LoRA: erased, kept and found concepts, the same seeds before and after."""
-    from .preview import generate_images, image_grid
+    """Before/after grid next to the LoRA: the erased, kept and neighbour concepts, each row labelled with its role;
+    the same seeds before and after."""
+    from .preview import generate_images, image_grid, preview_rows, row_label
 
-    vae = backend.vae
-    c = result.config
-    prompts = [*c.erase, *c.keep, *[w for words in result.found.values() for w in words[:1]]][:8]
+    rows = preview_rows(result.config.erase, result.config.keep, result.neighbours)
+    prompts = [prompt for _, prompt in rows]
     seeds = [0, 1, 2]
     grid_prompts = [p for p in prompts for _ in seeds]
-    before = generate_images(backend, vae, grid_prompts, seeds * len(prompts))
-    after = generate_images(backend, vae, grid_prompts, seeds * len(prompts), lora=result.weights)
+    before = generate_images(backend, backend.vae, grid_prompts, seeds * len(prompts))
+    after = generate_images(backend, backend.vae, grid_prompts, seeds * len(prompts), lora=result.weights)
     n = len(seeds)
-    rows = [[*before[i * n : (i + 1) * n], *after[i * n : (i + 1) * n]] for i in range(len(prompts))]
+    cells = [[*before[i * n : (i + 1) * n], *after[i * n : (i + 1) * n]] for i in range(len(prompts))]
     columns = [f"before {s}" for s in seeds] + [f"after {s}" for s in seeds]
     with atomic_write(path) as tmp:
-        image_grid(rows, prompts, columns).save(tmp, format="PNG")
+        image_grid(cells, [row_label(*row) for row in rows], columns).save(tmp, format="PNG")
     return path
 
 

@@ -8,6 +8,7 @@ so words it was never trained on still land near related words, as with CLIP in 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,4 +69,7 @@ def load_demo(device: str | torch.device = "cpu", folder: str | Path = DEMO_DIR)
         name="demo",
     )
     backend.vae = vae
+    concepts = folder / "concepts.json"  # what the model draws, by group (its card lists them)
+    if concepts.is_file():
+        backend.concept_groups = json.loads(concepts.read_text())["groups"]
     return DemoModel(backend, vae)

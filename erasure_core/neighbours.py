@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from . import distance_cache
 from .audit import Probe, ProbeSet
-from .backends.base import Backend, Conditioning, host_cache_folder
+from .backends.base import Backend, Conditioning, concept_groups, host_cache_folder
 from .cancel import checkpoint, phase
 from .candidates import banned_words
 from .config import EraseConfig
@@ -38,6 +38,7 @@ EXAMINED = 32  # ours: nearest words examined per concept (each costs one UNet f
 _CHUNK = 256  # words encoded per pass
 _PROBE_SAMPLES = 2
 _CACHE_KIND = "pooled-cosine"
+SHOWN = 3  # neighbours the audit probes and the before/after grid shows per erased concept
 
 
 def pooled_directions(cond: Conditioning) -> torch.Tensor:
@@ -140,3 +141,22 @@ def _prediction(backend: Backend, entry: dict, cond: Conditioning) -> torch.Tens
 def _direction(backend: Backend, entry: dict, cond: Conditioning, base: torch.Tensor) -> torch.Tensor:
     """The unit conditional direction eps(prompt) - eps("") on a probe's latents."""
     return F.normalize(_prediction(backend, entry, cond) - base, dim=0)
+
+
+def shown_neighbours(backend: Backend, config: EraseConfig, searched: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Per erased concept, the neighbours a user is shown (the audit's probes, the before/after grid's rows).
+
+    Where the model declares the concepts it draws (`concept_groups`: the demo model's card), they are the other
+    concepts of the erased one's group, which the model knows and which sit next to it. Otherwise they are the
+    concept search's finds that the text encoder tells from noise (`searched`, `ConceptSearch.neighbours`): a word
+    no nearer to the concept than a random word says nothing about what the erasure spared. Never an erased or kept
+    concept, nor an inflection of an erased one.
+    """
+    groups = [list(members) for members in concept_groups(backend).values()]
+    taken = banned_words(config.erase) | {k.lower() for k in config.keep}
+    shown = {}
+    for concept in config.erase:
+        group = next((m for m in groups if concept.lower() in {w.lower() for w in m}), None)
+        words = group if group is not None else searched.get(concept, [])
+        shown[concept] = [w for w in words if w.lower() not in taken][:SHOWN]
+    return shown

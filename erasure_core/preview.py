@@ -6,7 +6,7 @@ from a seeded CPU generator, so "before" and "after" start from identical noise.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +16,30 @@ from .lora.adapter import LoraWeights, load_lora_weights, remove_lora
 from .sampling import ddim_sample, ddim_timesteps
 
 _BATCH = 64
+PREVIEW_ROWS = 8  # prompts in a before/after grid
+
+
+def preview_rows(
+    erased: Sequence[str],
+    kept: Sequence[str] = (),
+    neighbours: Mapping[str, Sequence[str]] | None = None,
+    limit: int = PREVIEW_ROWS,
+) -> list[tuple[str, str]]:
+    """The rows of a before/after grid as (role, prompt): the erased concepts, the kept ones, then the erased
+    concepts' neighbours as the audit shows them (`neighbours.shown_neighbours`); at most `limit`."""
+    rows = [("erased", c) for c in erased] + [("kept", c) for c in kept]
+    taken = {p.lower() for _, p in rows}
+    for words in (neighbours or {}).values():
+        for word in words:
+            if word.lower() not in taken:
+                taken.add(word.lower())
+                rows.append(("neighbour", word))
+    return rows[:limit]
+
+
+def row_label(role: str, prompt: str) -> str:
+    """What a grid row shows beside its images: its role and its prompt ("neighbour: banana")."""
+    return f"{role}: {prompt}" if role else prompt
 
 
 @torch.no_grad()

@@ -34,7 +34,7 @@ from .lora.keys import kohya_key_map
 from .methods import TRAINED_METHODS
 from .methods.uce import expand, uce_weights
 from .monitor import Check, ErasureMonitor
-from .neighbours import guarded_neighbours
+from .neighbours import guarded_neighbours, shown_neighbours
 from .resume import TrainingState, capture, check_resumable, restore
 from .version import __version__
 
@@ -53,6 +53,7 @@ class EraseResult:
     fingerprint: str
     losses: list[float] = field(default_factory=list)
     found: dict[str, list[str]] = field(default_factory=dict)
+    neighbours: dict[str, list[str]] = field(default_factory=dict)  # what the audit and the grid show (`neighbours`)
     guarded: dict[str, list[str]] = field(
         default_factory=dict
     )  # kept neighbours per erased concept (`guard_neighbours`)
@@ -81,6 +82,7 @@ class EraseResult:
             "erased": list(c.erase),
             "kept": list(c.keep),
             "found": self.found,
+            "neighbours": self.neighbours,
             "guarded": self.guarded,
             "targets": self.targets,
             "steps": self.previous_steps + self.steps_trained,
@@ -109,6 +111,7 @@ class EraseResult:
             "pool_fresh_steps": self.config.resolved_pool_fresh_steps(),  # 'auto' resolved
             "losses": self.losses,
             "found": self.found,
+            "neighbours": self.neighbours,
             "targets": self.targets,
             "lora_layers": len(self.weights),
             "audit": self.audit.to_dict() if self.audit else None,
@@ -190,7 +193,8 @@ def erase(
                 result.weights = _uce(backend, config, modules, prompts)
                 load_lora_weights(unet, result.weights)
                 callbacks.on_step(1, 1, {INFO_PHASE: "train"})
-                probes = _probes(config, {}, {}, result.guarded)
+                result.neighbours = shown_neighbours(backend, config, {})
+                probes = _probes(config, result.neighbours, {}, result.guarded)
             else:
                 probes = _train(
                     backend, config, callbacks, prompts, modules, latent_shape, resume, resume_state, result
@@ -338,7 +342,8 @@ def _train(
         result.found = state.found()
         if config.method == "age":
             result.targets = state.targets()
-    return _probes(config, result.found, result.targets, result.guarded)
+    result.neighbours = shown_neighbours(backend, config, state.neighbours() if state is not None else {})
+    return _probes(config, result.neighbours, result.targets, result.guarded)
 
 
 def _resume_name(lora: LoraFile) -> str:
@@ -389,11 +394,11 @@ def _module_shapes(unet: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 
 def _probes(
     config: EraseConfig,
-    found: dict[str, list[str]],
+    neighbours: dict[str, list[str]],
     targets: dict[str, list[tuple[str, float]]],
     guarded: dict[str, list[str]] | None = None,
 ) -> list[Probe]:
-    """Erased concepts (with the method's target), kept concepts, and the concepts the search found nearby."""
+    """Erased concepts (with the method's target), kept and guarded concepts, and each erased concept's neighbours."""
     anchors: tuple[tuple[str, float], ...] = ((config.anchor, 1.0),)
     eta = config.negative_guidance
     if config.method == "uce":
@@ -405,8 +410,8 @@ def _probes(
     probes += [Probe(k, "kept") for k in config.keep]
     probes += [Probe(w, "guarded") for words in (guarded or {}).values() for w in words]
     taken = {p.prompt.lower() for p in probes}
-    for words in found.values():
-        for word in words[:3]:
+    for words in neighbours.values():
+        for word in words:
             if word.lower() not in taken:
                 taken.add(word.lower())
                 probes.append(Probe(word, "neighbour"))
@@ -455,12 +460,14 @@ def run_audit(
     unet = backend.unet
     if isinstance(weights, LoraFile):
         info = weights.info()
-        found, targets = info.get("found") or {}, info.get("targets") or {}
+        # files from before `neighbours` was recorded show none of their finds: not all were told from noise
+        searched, targets = info.get("neighbours") or {}, info.get("targets") or {}
         guarded = info.get("guarded") or {}
         weights = weights_for_modules(weights, _key_map(backend), _module_shapes(unet), kohya_aliases(backend))
     else:
-        found, targets, guarded = {}, {}, {}
-    probes = _probes(config, found, targets, guarded) + [Probe(p, "neighbour") for p in extra_prompts]
+        searched, targets, guarded = {}, {}, {}
+    neighbours = shown_neighbours(backend, config, searched)
+    probes = _probes(config, neighbours, targets, guarded) + [Probe(p, "neighbour") for p in extra_prompts]
     load_lora_weights(unet, weights)
     try:
         with cancellable(should_stop):

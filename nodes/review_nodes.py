@@ -11,10 +11,10 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..erasure_core import ConfigError
-from ..erasure_core.frontend import image_grid, lora_from_tensors
+from ..erasure_core.frontend import image_grid, lora_from_tensors, preview_rows, row_label
 from ..erasure_core.frontend.charts import audit_chart
 from ..erasure_core.frontend.concepts import ConceptList
-from ..erasure_core.frontend.lora_info import concepts_of
+from ..erasure_core.frontend.lora_info import preview_rows_of
 from ..erasure_core.frontend.settings import audit_config
 from .erase_nodes import CATEGORY, Concepts, seed_input
 from .runtime import to_image_batch, to_uint8
@@ -23,18 +23,23 @@ from .training import audit_on_model
 MAX_PROMPTS = 16
 
 
-def _prompts(text: str, concepts: ConceptList | None, lora: dict | None) -> list[str]:
-    """The node's prompts: typed lines, else the connected concepts, else the concepts in the LoRA's metadata."""
+def _rows(text: str, concepts: ConceptList | None, lora: dict | None) -> list[tuple[str, str]]:
+    """The node's rows as (role, prompt): typed lines, else the connected concepts, else the concepts in the LoRA's
+    metadata and the neighbours its audit showed. A typed line is labelled with its role where the concepts or the
+    LoRA name it."""
+    metadata = getattr(lora, "metadata", None) or {}
+    known = [
+        *(preview_rows(concepts.erase, concepts.keep) if concepts is not None else []),
+        *preview_rows_of(metadata),
+    ]
     lines = [" ".join(line.split()) for line in (text or "").splitlines() if line.strip()]
-    if not lines and concepts is not None:
-        lines = [*concepts.erase, *concepts.keep]
-    if not lines and lora is not None:
-        lines = concepts_of(getattr(lora, "metadata", {}) or {})
-    if not lines:
+    roles = {prompt.lower(): role for role, prompt in reversed(known)}  # the first role named wins
+    rows = [(roles.get(line.lower(), ""), line) for line in lines] or known
+    if not rows:
         raise ConfigError("No prompts to preview: type prompts (one per line) or connect the concepts or the lora.")
-    if len(lines) > MAX_PROMPTS:
-        raise ConfigError(f"{len(lines)} prompts given; the preview draws at most {MAX_PROMPTS}.")
-    return lines
+    if len(rows) > MAX_PROMPTS:
+        raise ConfigError(f"{len(rows)} prompts given; the preview draws at most {MAX_PROMPTS}.")
+    return rows
 
 
 def _sample(
@@ -108,7 +113,9 @@ class BeforeAfterPreviewNode(io.ComfyNode):
         concepts=None,
         lora=None,
     ) -> io.NodeOutput:
-        lines = _prompts(prompts, concepts, lora)
+        rows = _rows(prompts, concepts, lora)
+        lines = [prompt for _, prompt in rows]
+        labels = [row_label(*row) for row in rows]
         bar = comfy.utils.ProgressBar(2 * len(lines))
         before, after = [], []
         negative_cond = clip.encode_from_tokens_scheduled(clip.tokenize(negative))
@@ -121,9 +128,9 @@ class BeforeAfterPreviewNode(io.ComfyNode):
                 )
                 out.append(to_uint8(image))
                 bar.update_absolute(2 * i + j + 1)
-        grid = image_grid([[b, a] for b, a in zip(before, after, strict=True)], lines, ["before", "after"], scale=1)
+        grid = image_grid([[b, a] for b, a in zip(before, after, strict=True)], labels, ["before", "after"], scale=1)
         halves = [
-            image_grid([[x] for x in column], lines, [title], scale=1)
+            image_grid([[x] for x in column], labels, [title], scale=1)
             for column, title in ((before, "before"), (after, "after"))
         ]
         grid_tensor = to_image_batch([np.asarray(grid)])

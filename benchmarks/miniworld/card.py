@@ -21,6 +21,9 @@ WEIGHT_FILES = (
     "vae/diffusion_pytorch_model.safetensors",
     "classifier.safetensors",
 )
+CONCEPTS_FILE = (
+    "concepts.json"  # the concepts it draws, by group: what the engine shows as an erased concept's neighbours
+)
 HASH_LINE = "- `{name}`: sha256 `{digest}`"
 
 
@@ -94,11 +97,23 @@ def write_model_card(world: World, folder: Path | None = None) -> Path:
             + f"{s['eval_images_per_object'] // 4} per object), style top-1",
         ),
         "",
+        "## Concepts it draws",
+        "",
+        "Concepts of one group look and read alike, so they are each other's neighbours: erasing one should leave the",
+        f"others of its group drawn. The engine shows them as the erased concept's neighbours (`{CONCEPTS_FILE}`).",
+        "",
+        "| group | concepts |",
+        "|---|---|",
+        *[f"| {group} | {', '.join(members)} |" for group, members in world.groups.items()],
+        "",
+        f"Styles: {', '.join(world.styles)}. Implicit concept: {world.implicit}.",
+        "",
         "## Files",
         "",
         *[HASH_LINE.format(name=name, digest=digest) for name, digest in file_hashes(folder).items()],
         "",
     ]
+    (folder / CONCEPTS_FILE).write_text(json.dumps(world.list_concepts(), indent=2) + "\n")
     path = folder / "MODEL_CARD.md"
     path.write_text("\n".join(lines))
     return path

@@ -136,6 +136,9 @@ class Backend(Protocol):
 #   supports_cuda_graphs: True when `predict_noise` never synchronises with the host. Default: False.
 #   cache_folder: Path, where the host keeps the files it caches (ComfyUI: its user folder), for the vocabulary
 #       distances of EAP's and AGE's search. Default: the user's cache folder (`distance_cache.cache_dir`).
+#   concept_groups: dict[str, list[str]], the concepts the model is known to draw, in groups of alike concepts (the
+#       demo model's card): the audit and the before/after grid show an erased concept's group as its neighbours.
+#       Default: none (the neighbours are those of the concept search that the text encoder tells from noise).
 
 
 def encode_text(backend: Backend) -> Callable[[Sequence[str]], Conditioning]:
@@ -157,6 +160,11 @@ def host_cache_folder(backend: Backend) -> Path | None:
     """The folder the host keeps cached files in, if it declares one."""
     folder = getattr(backend, "cache_folder", None)
     return None if folder is None else Path(folder)
+
+
+def concept_groups(backend: Backend) -> dict[str, list[str]]:
+    """The groups of concepts the model is known to draw, if the backend declares them."""
+    return dict(getattr(backend, "concept_groups", None) or {})
 
 
 class UnetPlacement:

@@ -15,7 +15,7 @@ from ..jsonsafe import json_safe
 from ..layers import LAYER_SET_HELP
 from ..lora.export import lora_from_tensors, read_safetensors, save_lora_file
 from ..monitor import LastErasure
-from ..preview import image_grid
+from ..preview import PREVIEW_ROWS, image_grid, preview_rows, row_label
 from ..resume import load_state
 
 # The ComfyUI server event that carries a run's progress to the browser; `web/erasure.js` listens for this name
@@ -30,6 +30,7 @@ __all__ = [
     "INFO_LOSS",
     "INFO_PHASE",
     "LAYER_SET_HELP",
+    "PREVIEW_ROWS",
     "PROGRESS_EVENT",
     "LastErasure",
     "atomic_write",
@@ -38,6 +39,8 @@ __all__ = [
     "json_safe",
     "load_state",
     "lora_from_tensors",
+    "preview_rows",
     "read_safetensors",
+    "row_label",
     "save_lora_file",
 ]

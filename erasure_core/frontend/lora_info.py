@@ -7,6 +7,7 @@ from typing import Any
 
 from ..lora.export import LoraFile
 from ..monitor import format_erasure
+from ..preview import preview_rows
 
 
 def erasure_info(metadata: Mapping[str, str]) -> dict[str, Any]:
@@ -36,8 +37,10 @@ def describe(metadata: Mapping[str, str]) -> str:
         )
     for concept, words in (info.get("guarded") or {}).items():
         lines.append(f"kept as neighbours of '{concept}': {', '.join(words) or '-'}")
+    for concept, words in (info.get("neighbours") or {}).items():
+        lines.append(f"neighbours of '{concept}' (audited): {', '.join(words) or '-'}")
     for concept, words in (info.get("found") or {}).items():
-        lines.append(f"nearby concepts of '{concept}': {', '.join(words[:8])}")
+        lines.append(f"words the concept search settled on for '{concept}': {', '.join(words[:8])}")
     rows = info.get("audit") or []
     if rows:
         lines += ["", f"{'prompt':<28} {'role':<9} {'erasure':>7} {'drift':>6}"]
@@ -58,7 +61,8 @@ def recorded_losses(metadata: Mapping[str, str]) -> list[float]:
     return [float(v) for v in values] if isinstance(values, list) else []
 
 
-def concepts_of(metadata: Mapping[str, str]) -> list[str]:
-    """Erased then kept concepts, e.g. the default prompts of the Before/After Preview."""
+def preview_rows_of(metadata: Mapping[str, str]) -> list[tuple[str, str]]:
+    """A LoRA's erased and kept concepts and the neighbours its audit showed, as (role, prompt) rows: the default
+    prompts of the Before/After Preview."""
     info = erasure_info(metadata)
-    return [*(info.get("erased") or []), *(info.get("kept") or [])]
+    return preview_rows(info.get("erased") or [], info.get("kept") or [], info.get("neighbours") or {})

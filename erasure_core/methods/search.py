@@ -24,6 +24,10 @@ class SearchState:
     def found(self, n: int = 5) -> dict[str, list[str]]:
         return {s.concept: s.ranked(n) for s in self.searches}
 
+    def neighbours(self) -> dict[str, list[str]]:
+        """The found concepts a user may be shown as neighbours (`ConceptSearch.neighbours`)."""
+        return {s.concept: s.neighbours() for s in self.searches}
+
     def targets(self, draws: int = AGE_TARGET_DRAWS, seed: int = 0) -> dict[str, list[tuple[str, float]]]:
         """AGE: each concept's target as the audit and the stopping check measure it (`target_mixture`); the same
         draws for the same logits."""
@@ -45,7 +49,10 @@ def prepare_search(ctx: TrainingContext) -> SearchState:
         c.exclude_erased_words,
         distance_cache.cache_dir(host_cache_folder(backend)),
     )
-    searches = [ConceptSearch(concept, words, backend.encode_prompts(words)) for concept, words in candidates.items()]
+    searches = [
+        ConceptSearch(concept, found.words, backend.encode_prompts(found.words), found.distinct)
+        for concept, found in candidates.items()
+    ]
     optimizer = torch.optim.Adam([s.logits for s in searches], lr=c.gumbel_lr)
     return SearchState(searches, optimizer)
 

@@ -9,6 +9,7 @@ from erasure_core.backends.base import Conditioning
 from erasure_core.backends.diffusers_backend import tokenizer_words
 from erasure_core.candidates import (
     banned_words,
+    distinct_words,
     find_candidates,
     inflections,
     kmeans_1d,
@@ -52,7 +53,7 @@ def test_no_search_picks_another_erased_concept_or_an_inflection_of_one() -> Non
 
     vocabulary = ["cats", "car's", "cars", "dog", "bus"]
     found = find_candidates(encode, ["cat", "car"], encode(["cat", "car"]), vocabulary, 2, 2, True)
-    assert found == {"cat": ["dog", "bus"], "car": ["bus", "dog"]}
+    assert {c: f.words for c, f in found.items()} == {"cat": ["dog", "bus"], "car": ["bus", "dog"]}
     assert banned_words(["cherry", "old bus"]) >= {"cherry", "cherries", "old", "bus", "buses", "bus's"}
     assert inflections("cherries") >= {"cherry", "cherries"} and "dog" not in banned_words(["cat"])
 
@@ -66,7 +67,7 @@ def test_find_candidates_encodes_the_vocabulary_once_for_all_concepts() -> None:
         return Conditioning(torch.tensor([table[w] for w in words])[:, None, :])
 
     found = find_candidates(encode, ["cat", "car"], encode(["cat", "car"]), ["dog", "bus", "van"], 2, 2, True)
-    assert found == {"cat": ["dog", "bus"], "car": ["bus", "van"]}
+    assert {c: f.words for c, f in found.items()} == {"cat": ["dog", "bus"], "car": ["bus", "van"]}
     assert len(calls) == 2
 
 
@@ -179,3 +180,14 @@ def test_age_target_estimates_what_a_step_steers_to_where_the_top_five_does_not(
     assert drawn_error < 0.5 * top_five_error
     assert all(abs(sum(w for _, w in m) - 1.0) < 1e-9 and len(m) <= AGE_TARGET_DRAWS for m in drawn)
     assert search.target_mixture(AGE_TARGET_DRAWS, torch.Generator().manual_seed(3)) == drawn[3]  # reproducible
+
+
+def test_only_candidates_nearer_than_the_vocabulary_s_noise_are_distinct() -> None:
+    # 200 words at distances around 10 (the noise), one clearly near word and one barely below the mean
+    torch.manual_seed(0)
+    noise = 10 + 0.5 * torch.randn(200)
+    distances = torch.cat([torch.tensor([3.0, 9.6]), noise])
+    words = ["near", "barely", *[f"w{i}" for i in range(200)]]
+    assert distinct_words(distances, words, ["near", "barely", "w0"]) == ["near"]
+    picked = pick_candidates(distances, words, k_closest=10, num_centers=4)
+    assert "near" in picked and distinct_words(distances, words, picked) == ["near"]

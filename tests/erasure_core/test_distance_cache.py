@@ -30,7 +30,8 @@ def _counting_encoder() -> tuple[list[list[str]], object]:
 
 
 def _find(encode, concepts, cache, vocabulary=VOCABULARY):
-    return find_candidates(encode, concepts, encode(concepts), vocabulary, 2, 2, True, cache)
+    found = find_candidates(encode, concepts, encode(concepts), vocabulary, 2, 2, True, cache)
+    return {concept: candidates.words for concept, candidates in found.items()}
 
 
 def test_second_search_reads_the_distances_instead_of_encoding_the_vocabulary(tmp_path: Path) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
 import torch
 
-from benchmarks.miniworld.card import WEIGHT_FILES
+from benchmarks.miniworld.card import CONCEPTS_FILE, WEIGHT_FILES
 from benchmarks.miniworld.data import CaptionSet, RenderedSet
 from benchmarks.miniworld.evaluate import load_classifier
 from benchmarks.miniworld.nets import to_tensor
@@ -57,6 +58,13 @@ def test_the_two_worlds_share_nothing_but_the_text_encoder() -> None:
     assert a.unet_config["sample_size"] != b.unet_config["sample_size"]
     assert len(a.unet_config["block_out_channels"]) != len(b.unet_config["block_out_channels"])
     assert a.unet_config["cross_attention_dim"] == b.unet_config["cross_attention_dim"]  # both MiniLM
+
+
+@ALL_WORLDS
+def test_each_model_folder_lists_the_concepts_its_world_draws(world: World) -> None:
+    """The engine reads a model's neighbours from this file (the demo's audit and grid); it must be the world's."""
+    shipped = json.loads((world.model_dir / CONCEPTS_FILE).read_text())
+    assert shipped == json.loads(json.dumps(world.list_concepts()))
 
 
 @ALL_WORLDS
