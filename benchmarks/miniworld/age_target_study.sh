@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # AGE at its defaults with its target measured as training steers to it (16 drawn candidates, issue 23.4), one
 # concept at a time on both worlds; the runs before the change are preserve/choose_objects_age_pool_candidates_0.json
-# and worlds/icons_neighbours_eap_age.json. Table in docs/worlds.md (python -m benchmarks.miniworld.tables).
+# and worlds/icons_neighbours_eap_age.json. Table in docs/worlds.md (python -m benchmarks.tables).
 # About 12 minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A 25-step DDIM schedule for the training latents instead of the reference's 50 (README, "A shorter sampling
+# A 25-step DDIM schedule for the training latents instead of the reference's 50 (docs/speed.md, "A shorter sampling
 # schedule"): AGE's default since, and ESD's where the latent pool serves the latents (`"ddim_steps": "auto"`),
 # checked against the faithful recipe and the 50-step default on the miniature world; EAP was measured too and keeps
 # 50. Each run is an `evaluate` report in benchmarks/results/, compared with `compare_recipes` against

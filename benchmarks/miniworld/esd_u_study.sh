@@ -4,7 +4,7 @@
 # as this engine did before commit 22508f2 (those projections left out), checked out in a temporary worktree.
 # Both worlds, seed 0, 8 images per prompt; at the defaults (training stops once the concept is erased) and for a
 # fixed 100 steps. Results in benchmarks/results/esd_u/, a table in docs/worlds.md
-# (python -m benchmarks.miniworld.tables). About 25 minutes on 2 CPU cores.
+# (python -m benchmarks.tables). About 25 minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=$PWD/benchmarks/results/esd_u

@@ -2,7 +2,7 @@
 # Quality and cost against the number of concepts erased in one LoRA, on the icons world (never used for choosing):
 # N = 10 and 20 concepts, taken one group at a time in turn (cat, guitar, sun, shirt, chair, star, dog, ...), no
 # kept list, each method at its defaults; the concepts not erased are the preserved ones (same group / other groups).
-# Results in benchmarks/results/many/, table in docs/worlds.md (python -m benchmarks.miniworld.tables).
+# Results in benchmarks/results/many/, table in docs/worlds.md (python -m benchmarks.tables).
 # METHODS=none,esd,uce by default (about 10 minutes on 2 CPU cores); EAP and AGE cost about a minute per concept here.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

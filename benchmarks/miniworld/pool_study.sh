@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The latent pool against fresh sampling on the miniature world (README, "The latent pool"): each run is a
+# The latent pool against fresh sampling on the miniature world (docs/speed.md, "The latent pool"): each run is a
 # `evaluate` report in benchmarks/results/, compared with `compare_recipes`. Single-threaded runs, two at a time,
 # take about 8 hours on 2 CPU cores in all.
 set -euo pipefail

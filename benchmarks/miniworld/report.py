@@ -1,9 +1,7 @@
-"""Put the benchmark's result tables into docs/miniworld.md, between the miniworld markers.
+"""The first miniature world's task tables (docs/miniworld.md), from `benchmarks/miniworld/results/<task>.json`.
 
-    python -m benchmarks.miniworld.report      # after benchmarks/miniworld/run_all.sh
-
-Reads `benchmarks/miniworld/results/<task>.json`, so every number in that section comes from a run anyone
-can repeat; the machine and the settings are written next to the tables.
+`python -m benchmarks.tables` writes them into the doc after `benchmarks/miniworld/run_all.sh`; the machine and the
+settings are written next to each table.
 """
 
 from __future__ import annotations
@@ -13,9 +11,7 @@ from pathlib import Path
 
 from .evaluate import TASKS, markdown
 
-ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
-BEGIN, END = "<!-- miniworld:begin -->", "<!-- miniworld:end -->"
 
 
 def tables(results: Path = RESULTS) -> str:
@@ -34,13 +30,3 @@ def tables(results: Path = RESULTS) -> str:
             f"grid: `benchmarks/miniworld/results/{task}.png`.\n"
         )
     return "\n".join(parts)
-
-
-def update_readme(readme: Path = ROOT / "docs" / "miniworld.md") -> None:
-    text = readme.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    readme.write_text(text[:start] + "\n" + tables() + text[end:])
-
-
-if __name__ == "__main__":
-    update_readme()

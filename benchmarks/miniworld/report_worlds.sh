@@ -3,7 +3,7 @@
 # method, one concept at a time (the erased concept, its one-word synonym, its nearest concept by the text encoder,
 # the rest of its group and the other groups, each on its own), then five concepts in one LoRA. The concepts were
 # never used to choose anything. Results in benchmarks/results/worlds/, tables in docs/worlds.md
-# (python -m benchmarks.miniworld.tables). About 75 minutes on 2 CPU cores.
+# (python -m benchmarks.tables). About 75 minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=benchmarks/results/worlds

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every result table of the README's "Miniature world" section, in order of importance. About 80 minutes on 2 CPU cores.
+# Every result table of docs/miniworld.md, in order of importance. About 80 minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=benchmarks/miniworld/results

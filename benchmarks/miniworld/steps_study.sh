@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fewer steps at the SD step count (README, "Fewer steps"): the engine's default of 500 steps at twice the LoRA
+# Fewer steps at the SD step count (docs/speed.md, "Fewer steps"): the engine's default of 500 steps at twice the LoRA
 # step of the faithful 1000, on the miniature world with its own step scale (1000 steps at lr 3e-4, the Adam path
 # length of its 100 steps at 3e-3; so 500 at 6e-4 and 250 at 1.2e-3). The shorter runs use the default recipe
 # (latent pool 'auto'); the faithful runs sample every latent fresh. Each run is an `evaluate` report in

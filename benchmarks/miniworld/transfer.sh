@@ -4,7 +4,7 @@
 # benchmarks/miniworld/.cache/descendants/), then erase split 1's five concepts on the base and compare, on each
 # descendant, the base's LoRA as it is, the erasure trained there directly and the base's LoRA topped up there.
 # Nothing in it was used to choose a setting. Seed 1's descendants are new models, made after seed 0's results.
-# Results in benchmarks/results/transfer/, table in docs/transfer.md (python -m benchmarks.miniworld.tables).
+# Results in benchmarks/results/transfer/, table in docs/transfer.md (python -m benchmarks.tables).
 # On 2 CPU cores: 18 minutes of descendants per seed, then about 55 (seed 0, ESD and UCE, 16 images per concept)
 # and 35 minutes (seed 1, ESD, 8 images per concept).
 set -euo pipefail
