@@ -32,7 +32,7 @@ _COMMON: dict[str, Any] = {
     "alpha": 4.0,  # ours: alpha = rank, so the LoRA scale is 1 and the file behaves the same in every loader.
     # ours: half the reference's 1000 parameter iterations (ref §1, §2.5) at twice our LoRA step (the reference
     # uses 1e-5 on full weights), the same Adam path length: on the miniature world at the SD step count ESD, EAP
-    # and AGE stayed within 2 points of the faithful 1000 iterations (README, "Fewer steps"). 250 held on one
+    # and AGE stayed within 2 points of the faithful 1000 iterations (docs/speed.md, "Fewer steps"). 250 held on one
     # seed, but five concepts in 250 steps are too few for the latent pool. LECO's concept LoRAs train 500 too.
     "lr": 2e-4,
     "steps": 500,
@@ -46,13 +46,13 @@ _COMMON: dict[str, Any] = {
     # for the POOL_AUTO_LAYERS and where each stored trajectory serves at least POOL_AUTO_MIN_REUSE training latents,
     # i.e. where its sampling costs at most about a quarter of the reference's per-step sampling; elsewhere every
     # latent is sampled fresh.
-    # On the miniature world (README, "The latent pool") the pool matched fresh sampling with one concept per run
+    # On the miniature world (docs/speed.md, "The latent pool") the pool matched fresh sampling with one concept per run
     # and at 1000 steps, but made a weaker ESD edit when five concepts share 100 steps, where it also saves nothing.
     "pool_trajectories": 2,
     "pool_refreshes": "auto",
     "pool_model": "current",
     # ours: every latent from the pool, the noisiest included; on the miniature world ESD and EAP kept their quality
-    # without fresh ones (README, "The latent pool"), which at SD's 1000 steps cost EAP 40% of its UNet evaluations.
+    # without fresh ones (docs/speed.md, "The latent pool"), which at SD's 1000 steps cost EAP 40% of its UNet evaluations.
     "pool_fresh_steps": 0,
     # ours: at SD sizes a GPU spends most of an eager no-gradient forward waiting for Python to launch kernels
     # (benchmarks/speed.py); replaying captured graphs removes that. Ignored on CPU and by backends without support.
@@ -102,7 +102,7 @@ DEFAULTS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
             {
                 **_COMMON,
                 # ours: "auto" = POOL_DDIM_STEPS where the pool serves the latents, else the reference's 50. On the
-                # miniature world (README, "A shorter sampling schedule") ESD on pooled 25-step trajectories stayed
+                # miniature world (docs/speed.md, "A shorter sampling schedule") ESD on pooled 25-step trajectories stayed
                 # within 2 points of the faithful recipe with one concept at 100 steps (5 seeds), five at 500 and
                 # one at 500 (5 seeds against the faithful 1000 steps: -1.7), and erased more than on 50 steps
                 # (the 50-step pool: -5.2 on 4 seeds), at 25-40% fewer UNet evaluations; sampling every latent
@@ -134,7 +134,7 @@ DEFAULTS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
                 # ours: "auto" = the parameter step and the logit step from one latent and one backward pass
                 # (methods/age.py, 6 UNet evaluations a step instead of 10), on pooled latents re-sampled
                 # AGE_JOINT_REFRESHES times, where each trajectory then serves at least POOL_AUTO_MIN_REUSE latents
-                # (one concept in 256 steps or more). Measured on the miniature world at the SD step count (README,
+                # (one concept in 256 steps or more). Measured on the miniature world at the SD step count (docs/speed.md,
                 # "The latent pool"): one concept, 500 steps, ESR-1 +37.5 against the faithful 1000 steps, the
                 # same preservation; five concepts +4.4 / +2.5. Re-sampled 4 times it erased 8-12 points less, and
                 # at 100 steps (lr 3e-3) 7 points less over three seeds even re-sampled 16 times, so shorter runs
@@ -146,7 +146,7 @@ DEFAULTS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
                 # ours: "auto" = AGE_JOINT_FRESH_STEPS with the joint step, AGE_ALTERNATING_FRESH_STEPS otherwise.
                 "pool_fresh_steps": "auto",
                 # ours (ref §1: 50): AGE's alternating schedule samples every parameter step's latent fresh, which
-                # is most of its cost; a 25-step schedule halves it. On the miniature world (README, "A shorter
+                # is most of its cost; a 25-step schedule halves it. On the miniature world (docs/speed.md, "A shorter
                 # sampling schedule") AGE stayed within 2 points of the faithful recipe with one and five concepts,
                 # at 100 and 500 steps, fresh or pooled, with 38-46% fewer UNet evaluations where it alternates.
                 "ddim_steps": 25,
@@ -176,15 +176,17 @@ METHODS: tuple[str, ...] = tuple(DEFAULTS)
 # ours: the templates of UCE's optional prompt expansion (`templates`: how many of them; ref §4 uses 5).
 UCE_TEMPLATES = ("a photo of a {}", "an image of a {}", "a picture of a {}", "a painting of a {}", "a drawing of a {}")
 
-POOL_AUTO_REFRESHES = 4  # ours: the pool-2x4 setting measured on the miniature world (README, "The latent pool").
+POOL_AUTO_REFRESHES = (
+    4  # ours: the pool-2x4 setting measured on the miniature world (docs/speed.md, "The latent pool").
+)
 # ours: AGE's joint step re-samples its pool this many times per run (see "joint_step"): with 4 refreshes its pooled
-# parameter steps erased 8-12 points less than the faithful recipe, with 16 as much or more (README, "The latent pool").
+# parameter steps erased 8-12 points less than the faithful recipe, with 16 as much or more (docs/speed.md, "The latent pool").
 AGE_JOINT_REFRESHES = 16
 # ours: AGE samples the latents of its noisiest draws fresh although the pool is on (`pool_fresh_steps`), the draws
 # whose partial sampling takes at most this many steps of its 25-step schedule. The joint step takes the noisiest 6
 # (t of 761 and above; the noisiest 11 of the 50-step schedule cover 781 and above): on the miniature world, one
 # concept in 500 steps, it erased 2.1 points more than with the noisiest 11 (two seeds) at 22% fewer UNet
-# evaluations (README, "A shorter sampling schedule"). The alternating schedule keeps 11 of 25: with 6 its search on
+# evaluations (docs/speed.md, "A shorter sampling schedule"). The alternating schedule keeps 11 of 25: with 6 its search on
 # five concepts in 500 steps erased 1.9 points less over two seeds, 2.8 less than the faithful 1000 steps, for 6%
 # fewer evaluations.
 AGE_JOINT_FRESH_STEPS = 5
@@ -198,7 +200,7 @@ POOL_AUTO_LAYERS = ("xattn", "xattn-kv")
 POOL_AUTO_MIN_REUSE = 8
 
 # The miniature world's recipe (ours): a shorter run with a larger LoRA step, measured with
-# `benchmarks/miniworld/evaluate.py` to still erase (README, "Miniature world"); the benchmark uses it for every method.
+# `benchmarks/miniworld/evaluate.py` to still erase (docs/speed.md, "Miniature world"); the benchmark uses it for every method.
 MINIWORLD_RECIPE: MappingProxyType[str, Any] = MappingProxyType({"steps": 100, "lr": 3e-3})
 # `--model demo` adds a smaller candidate vocabulary so that the demo finishes in under two minutes on 2 CPU cores.
 DEMO_OVERRIDES: MappingProxyType[str, Any] = MappingProxyType({**MINIWORLD_RECIPE, "vocabulary_limit": 5000})

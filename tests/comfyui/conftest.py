@@ -16,7 +16,7 @@ CHECKPOINT = "tiny_sd15.safetensors"
 def comfy_root() -> Path:
     root = os.environ.get("COMFYUI_ROOT")
     if not root:
-        pytest.skip("COMFYUI_ROOT is not set (a checkout of github.com/Comfy-Org/ComfyUI); see README, Contributing")
+        pytest.skip("COMFYUI_ROOT is not set (a checkout of github.com/Comfy-Org/ComfyUI); see docs/contributing.md")
     path = Path(root)
     if not (path / "main.py").is_file() or not (path / "comfy").is_dir():
         pytest.fail(f"COMFYUI_ROOT={root} is not a ComfyUI checkout (no main.py / comfy/)")

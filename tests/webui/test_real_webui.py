@@ -1,5 +1,5 @@
 """The extension in a real A1111 v1.10.1 and a real Forge (main, 2025-06), on a random-weight full-size SD1.5 that
-the test writes. Skipped unless `A1111_ROOT` / `FORGE_ROOT` point at a checkout (see README, Contributing).
+the test writes. Skipped unless `A1111_ROOT` / `FORGE_ROOT` point at a checkout (see docs/contributing.md).
 
 What a user does: install (the WebUI runs install.py), start, see the tab, erase through the route on the loaded
 model, use `<lora:NAME:1>` in the next prompt. And what must not happen: the loaded weights change, a file is
@@ -42,7 +42,7 @@ def server(request: pytest.FixtureRequest, random_sd15: Path, tmp_path_factory: 
     host = host_from_env(request.param)
     if host is None:
         name = request.param.upper()
-        pytest.skip(f"{name}_ROOT is not set (a {request.param} checkout; see README, Contributing)")
+        pytest.skip(f"{name}_ROOT is not set (a {request.param} checkout; see docs/contributing.md)")
     if not (host.root / "launch.py").is_file() or not host.python.exists():
         pytest.fail(f"{host.root} is not a WebUI checkout, or {host.python} does not exist")
     srv = WebUIServer(host, tmp_path_factory.mktemp(f"{request.param}-data"))
