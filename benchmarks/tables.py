@@ -6,8 +6,8 @@
 A generated table sits between `<!-- table:NAME -->` and `<!-- /table -->` in a markdown file; TABLES says which
 result files make it and how: `Table` (rows and columns of benchmark reports), `Comparison` (a recipe against
 another, `benchmarks/miniworld/compare_recipes.py`), `SpeedReports` (`python -m benchmarks.speed --show`),
-`SpeedSummary` (a few rows of those), `ComfySpeed` (`benchmarks/comfyui_speed.py`) and `MiniworldTasks` (the first
-miniature world's task tables).
+`SpeedSummary` (a few rows of those), `ComfySpeed` (`benchmarks/comfyui_speed.py`), `CommandOutput` (the quick
+start's output, `benchmarks/quickstart.sh`) and `MiniworldTasks` (the first miniature world's task tables).
 """
 
 from __future__ import annotations
@@ -217,6 +217,21 @@ class ComfySpeed:
 
 
 @dataclass(frozen=True)
+class CommandOutput:
+    """What `python -m erasure_core erase` printed (its audit table and how training ended), from its `--report`."""
+
+    doc: str
+    file: str  # under benchmarks/results
+
+    def render(self) -> str:
+        from erasure_core.audit import AuditReport
+
+        report = json.loads((RESULTS / self.file).read_text())
+        table = AuditReport(report["audit"]["rows"]).table()
+        return f"```\n{table}\n{report['stop_reason']}\n```" + _source((self.file,), [report])
+
+
+@dataclass(frozen=True)
 class MiniworldTasks:
     """The first miniature world's task tables (`benchmarks/miniworld/run_all.sh`), as `report.tables` writes them."""
 
@@ -309,7 +324,7 @@ NOT_RUN = "Not run yet."  # the body of a table whose study has no results yet
 
 ONE_CONCEPT = ("ESR-1", "synonym-leak", "nearest-PSR-1", "neighbour-PSR-1", "far-PSR-1", "steps_trained", "seconds")
 FIVE_CONCEPTS = ("ESR-1", "PSR-1", "neighbour-PSR-1", "far-PSR-1", "steps_trained", "seconds")
-TABLES: dict[str, Table | Comparison | SpeedReports | SpeedSummary | ComfySpeed | MiniworldTasks] = {
+TABLES: dict[str, Table | Comparison | SpeedReports | SpeedSummary | ComfySpeed | CommandOutput | MiniworldTasks] = {
     "stopping-choice": Table(
         "docs/worlds.md",
         tuple(f"stopping/choose_objects_esd_erased_at_{at}.json" for at in ("0.6", "0.7", "0.8")),
@@ -725,6 +740,7 @@ TABLES: dict[str, Table | Comparison | SpeedReports | SpeedSummary | ComfySpeed 
     ),
     "miniworld-tasks": MiniworldTasks("docs/miniworld.md"),
     "comfyui-speed": ComfySpeed("docs/hosts.md", ("comfyui_speed_cpu_esd.json", "comfyui_speed_cpu_eap.json")),
+    "readme-quick-start": CommandOutput("README.md", "quickstart/no-apple.json"),
     "readme-quality": Table(
         "README.md",
         ("worlds/icons_neighbours.json", "worlds/icons_neighbours_eap_age.json", "worlds/icons_neighbours_age.json"),

@@ -10,6 +10,8 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
+import platform
 import sys
 import typing
 from pathlib import Path
@@ -275,8 +277,16 @@ def _run_erase(args: argparse.Namespace) -> int:
     )
     if args.report:
         report["output"] = str(out)
+        report["machine"] = _machine(args.device)
         _write_json(args.report, report)
     return 0
+
+
+def _machine(device: str) -> str:
+    """Where a report's seconds were measured."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(device)
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
 
 
 def _write_preview(backend: Any, result: Any, path: Path) -> Path:

@@ -121,6 +121,7 @@ class EraseResult:
             "steps_trained": self.steps_trained,
             "erasure_checks": self.checks,
             "not_erased": self.not_erased,
+            "stop_reason": self.stop_reason(),
         }
 
     def stop_reason(self) -> str:

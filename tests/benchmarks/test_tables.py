@@ -64,7 +64,15 @@ def test_a_table_without_results_must_say_it_was_not_run(tmp_path: Path, monkeyp
 
 def test_every_kind_of_table_is_registered_in_a_block_of_its_doc() -> None:
     kinds = {type(t).__name__ for t in tables.TABLES.values()}
-    assert kinds == {"Table", "Comparison", "SpeedReports", "SpeedSummary", "ComfySpeed", "MiniworldTasks"}
+    assert kinds == {
+        "Table",
+        "Comparison",
+        "SpeedReports",
+        "SpeedSummary",
+        "ComfySpeed",
+        "CommandOutput",
+        "MiniworldTasks",
+    }
     for name, table in tables.TABLES.items():
         assert tables._pattern(name).search((tables.ROOT / table.doc).read_text()), name
 

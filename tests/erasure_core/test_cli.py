@@ -55,6 +55,7 @@ def test_erase_writes_the_lora_and_a_full_report(model: Path, tmp_path: Path, ca
     assert report["settings"]["k_closest"] == 8 and len(report["losses"]) == 3 and report["found"]["cat"]
     assert report["audit"]["rows"][0]["prompt"] == "cat" and report["unet_evals"] > 0
     assert report["seconds"] > 0 and report["peak_memory_mb"] > 0
+    assert report["stop_reason"] in out and "CPU" in report["machine"]  # what it printed, and where it ran
     assert load_lora(tmp_path / "cat.safetensors").info()["erased"] == ["cat"]
 
 
