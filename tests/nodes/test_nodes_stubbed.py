@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from erasure_core.frontend import PROGRESS_EVENT
+from erasure_core.frontend.concepts import ConceptList
 from erasure_core.lora.export import read_safetensors
 from tests.pack import PACK_NAME, load_pack
 
@@ -312,6 +313,20 @@ def test_preview_draws_both_models_per_prompt_and_stops_on_cancel(comfy, erased_
         run_node(preview, **inputs)
     with pytest.raises(comfy.errors.ConfigError, match="at most"):
         run_node(preview, **inputs | {"prompts": "\n".join(f"p{i}" for i in range(17))})
+
+
+def test_preview_rows_say_what_each_row_is(comfy):
+    rows = comfy.module("review_nodes")._rows
+    lora = SimpleNamespace(
+        metadata={
+            "erasure_erased": '["apple"]',
+            "erasure_kept": '["car"]',
+            "erasure_neighbours": '{"apple": ["pear"]}',
+        }
+    )
+    assert rows("", None, lora) == [("erased", "apple"), ("kept", "car"), ("neighbour", "pear")]
+    concepts = ConceptList(("apple",), (1.0,), ("car",), (1.0,))
+    assert rows("car\na red pear", concepts, None) == [("kept", "car"), ("", "a red pear")]  # typed lines keep theirs
 
 
 def test_progress_events_are_optional_outside_a_server(comfy, monkeypatch):
