@@ -116,7 +116,7 @@ class ProbeSet:
                 x = torch.cat([latents[t] for t in record])
                 t = torch.tensor(record, device=x.device).repeat_interleave(samples)
                 checkpoint("audit")
-                original, unconditional = _predict_each(backend, x, t, [cond, uncond])
+                original, unconditional = predict_each(backend, x, t, [cond, uncond])
                 entry = {"x": x, "t": t, "original": original, "guidance": (original - unconditional).norm()}
                 self._cached.append(entry)
                 if probe.role == "erased":
@@ -143,7 +143,7 @@ class ProbeSet:
         """The erased probe's target minus the original prediction: eps(anchor) - eta (eps(c) - eps(anchor)) - eps(c)."""
         checkpoint("audit")
         original = entry["original"]
-        anchor_preds = _predict_each(
+        anchor_preds = predict_each(
             self.backend, entry["x"], entry["t"], [self._anchor_cache[a] for a, _ in probe.anchors]
         )
         anchor = sum(w * p for (_, w), p in zip(probe.anchors, anchor_preds, strict=True))
@@ -197,7 +197,7 @@ def audit_loaded(
         return ProbeSet(backend, probes, samples, ddim_steps, guidance, seed, latent_shape, encode_anchors).score()
 
 
-def _predict_each(backend: Backend, x: torch.Tensor, t: torch.Tensor, conds: list[Conditioning]) -> list[torch.Tensor]:
+def predict_each(backend: Backend, x: torch.Tensor, t: torch.Tensor, conds: list[Conditioning]) -> list[torch.Tensor]:
     """Predictions on the same latents for each single-prompt conditioning, in one batch."""
     n = x.shape[0]
     out = backend.predict_noise(

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 
 from . import jsonsafe
+from .attack import ATTACKS, AttackConfig
+from .attack import attack as run_attack
 from .callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
 from .config import CONFIG_CLASSES, EraseConfig, is_closed_form, make_config, method_defaults
 from .defaults import DEMO_OVERRIDES
@@ -128,6 +130,19 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
     audit.add_argument("--samples", type=int, default=2, help="latents per prompt")
     audit.add_argument("--report", help="write the audit as JSON here")
+    attack = sub.add_parser("attack", help="try to bring an erased concept back (recovery-attack audit)")
+    attack.add_argument("--model", required=True)
+    _add_model_format_options(attack)
+    attack.add_argument("--lora", required=True, help="erasure LoRA file to attack")
+    attack.add_argument("--concept", help="the erased concept to bring back (default: the LoRA's, if it erased one)")
+    attack.add_argument("--budget", type=float, default=AttackConfig.budget_s, help="seconds for the whole audit")
+    attack.add_argument("--attacks", default=",".join(ATTACKS), help=f"comma-separated: {', '.join(ATTACKS)}")
+    attack.add_argument("--samples", type=int, default=AttackConfig.samples, help="latents the attacks fit on")
+    attack.add_argument("--held-out", type=int, default=AttackConfig.held_out, help="latents they are judged on")
+    attack.add_argument("--seed", type=int, default=AttackConfig.seed)
+    attack.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    attack.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    attack.add_argument("--report", help="write the results as JSON here (the soft attack's embedding beside it)")
     bake = sub.add_parser("apply", help="merge an erasure LoRA into a single-file checkpoint, written as a new file")
     bake.add_argument("--model", required=True, help="single-file .safetensors checkpoint (SD1.x, SD2.x, SDXL)")
     bake.add_argument("--lora", required=True, help="erasure LoRA file (.safetensors)")
@@ -332,6 +347,48 @@ def _run_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_attack(args: argparse.Namespace) -> int:
+    from safetensors.torch import save_file
+
+    from .trainer import lora_weights_for
+
+    lora = load_lora(args.lora)
+    erased = lora.info().get("erased") or []
+    concept = args.concept or (erased[0] if len(erased) == 1 else None)
+    if concept is None:
+        named = ", ".join(erased) if erased else "no concept in its metadata"
+        raise ConfigError(f"Name the concept to bring back with --concept (this LoRA erased {named}).")
+    config = AttackConfig(
+        concept,
+        tuple(a.strip() for a in args.attacks.split(",") if a.strip()),
+        budget_s=args.budget,
+        samples=args.samples,
+        held_out=args.held_out,
+        seed=args.seed,
+    )
+    config.check()  # before the model loads
+    backend = _load_backend(args)
+    weights = lora_weights_for(backend, lora)
+    report = run_attack(backend, weights, config, on_progress=lambda text: print(text, file=sys.stderr))
+    print(report.table())
+    print(
+        f"{100 * report.success_rate:.0f}% of {config.held_out} held-out latents of '{concept}' were brought back by "
+        f"at least one attack, in {report.seconds:.0f} s ({report.measure}). A low rate is not a proof that no "
+        "attack brings the concept back."
+    )
+    if args.report:
+        data = {**report.to_dict(), "model": Path(args.model).name, "lora": Path(args.lora).name}
+        data["machine"] = _machine(args.device)
+        soft = next((a for a in report.attacks if a.embedding is not None), None)
+        if soft is not None:
+            path = Path(args.report).with_suffix(".soft.safetensors")
+            with atomic_write(path) as tmp:
+                save_file({"context": soft.embedding.contiguous()}, str(tmp), {"concept": concept})
+            data["attacks"]["soft"]["embedding_file"] = str(path)
+        _write_json(args.report, data)
+    return 0
+
+
 def _run_apply(args: argparse.Namespace) -> int:
     from .checkpoint import ARCH_NAMES, apply_lora_to_checkpoint
 
@@ -357,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_apply(args)
         if getattr(args, "device", None) is not None:
             _check_device(args.device)
+        if args.command == "attack":
+            return _run_attack(args)
         return _run_erase(args) if args.command == "erase" else _run_audit(args)
     except ErasureError as exc:
         print(f"error: {exc}", file=sys.stderr)

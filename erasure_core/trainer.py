@@ -449,6 +449,11 @@ def export_lora(
     return save_lora_file(result.kohya_state_dict(dtype), path, metadata)
 
 
+def lora_weights_for(backend: Backend, lora: LoraFile) -> LoraWeights:
+    """A loaded LoRA file as weights for this backend's UNet; refuses a file made for another model."""
+    return weights_for_modules(lora, _key_map(backend), _module_shapes(backend.unet), kohya_aliases(backend))
+
+
 def run_audit(
     backend: Backend,
     weights: LoraWeights | LoraFile,
@@ -461,10 +466,10 @@ def run_audit(
     unet = backend.unet
     if isinstance(weights, LoraFile):
         info = weights.info()
+        weights = lora_weights_for(backend, weights)
         # files from before `neighbours` was recorded show none of their finds: not all were told from noise
         searched, targets = info.get("neighbours") or {}, info.get("targets") or {}
         guarded = info.get("guarded") or {}
-        weights = weights_for_modules(weights, _key_map(backend), _module_shapes(unet), kohya_aliases(backend))
     else:
         searched, targets, guarded = {}, {}, {}
     neighbours = shown_neighbours(backend, config, searched)

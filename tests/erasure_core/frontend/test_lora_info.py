@@ -22,7 +22,7 @@ def test_describe_lists_concepts_found_words_and_audit_rows():
     )
     text = info.describe(meta)
     assert "method: eap" in text and "erased: Van Gogh" in text and "kept: Monet" in text
-    assert "nearby concepts of 'Van Gogh': gogh, painting" in text
+    assert "words the concept search settled on for 'Van Gogh': gogh, painting" in text
     assert "0.75" in text and "0.05" in text
 
 
@@ -30,7 +30,12 @@ def test_other_loras_and_losses():
     assert "not made by concept erasure" in info.describe({"ss_network_dim": "8"})
     assert info.recorded_losses(header(losses=[0.5, 0.25])) == [0.5, 0.25]
     assert info.recorded_losses({}) == []
-    assert info.concepts_of(header(erased=["a"], kept=["b", "c"])) == ["a", "b", "c"]
+    assert info.preview_rows_of(header(erased=["a"], kept=["b", "c"], neighbours={"a": ["d"]})) == [
+        ("erased", "a"),
+        ("kept", "b"),
+        ("kept", "c"),
+        ("neighbour", "d"),
+    ]
 
 
 def test_an_audit_of_non_finite_predictions_reads_as_not_available():
