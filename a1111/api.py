@@ -6,6 +6,9 @@
     POST /concept-erasure/v1/erase     the tab's fields as JSON; answers the LoRA's name and path, audit and timings
     POST /concept-erasure/v1/check     {"lora": NAME, "strength": S}: audits that LoRA on the loaded checkpoint and
                                        says whether the erasure held there (held, verdict, audit)
+    POST /concept-erasure/v1/attack    {"lora": NAME, "concept"?, "attacks"?, "budget"?, "seed"?, "samples"?,
+                                       "held_out"?}: tries to bring the erased concept back (success_rate per attack
+                                       and overall, the best prompts)
 
 An erasure holds the WebUI's GPU queue like a generation and reports through `/sdapi/v1/progress`;
 `/sdapi/v1/interrupt` stops it. Errors answer a JSON `detail` that says what to fix: bad input 422, another erasure
@@ -29,7 +32,7 @@ from erasure_core.frontend import json_safe
 
 from .backend import loaded_unet, webui_architecture, weights_sha256
 from .host import WebUIHost, api_credentials, api_enabled, gpu_queue, webui_job
-from .jobs import Busy, check_lora, exclusive_run, method_info, parse_request, run_job
+from .jobs import Busy, attack_lora, check_lora, exclusive_run, method_info, parse_request, run_job
 
 PREFIX = "/concept-erasure/v1"
 STATUS = {ConfigError: 422, ModelError: 422, NumericalError: 422, Busy: 409, Cancelled: 409, ResourceError: 503}
@@ -98,6 +101,18 @@ def post_check(body: Any = Body(...)) -> JSONResponse:  # noqa: B008 - FastAPI's
     return JSONResponse(json_safe(answer))
 
 
+def post_attack(body: Any = Body(...)) -> JSONResponse:  # noqa: B008 - FastAPI's way to take the raw JSON body
+    """The recovery-attack audit of an erasure LoRA on the loaded checkpoint (`jobs.attack_lora`)."""
+    try:
+        if not isinstance(body, dict):
+            raise ConfigError('Send a JSON object {"lora": NAME}; NAME as <lora:NAME:1> takes it.')
+        with exclusive_run(), webui_job():
+            answer = attack_lora(body, WebUIHost())
+    except ErasureError as exc:
+        return error_response(exc)
+    return JSONResponse(json_safe(answer))
+
+
 def _require_credentials(credentials: dict[str, str]):
     security = HTTPBasic()
 
@@ -117,6 +132,7 @@ def register(app: FastAPI, credentials: dict[str, str] | None = None) -> None:
     app.add_api_route(f"{PREFIX}/model", get_model, methods=["GET"], dependencies=dependencies)
     app.add_api_route(f"{PREFIX}/erase", post_erase, methods=["POST"], dependencies=dependencies)
     app.add_api_route(f"{PREFIX}/check", post_check, methods=["POST"], dependencies=dependencies)
+    app.add_api_route(f"{PREFIX}/attack", post_attack, methods=["POST"], dependencies=dependencies)
 
 
 def on_app_started(_demo: Any, app: FastAPI) -> None:

@@ -22,6 +22,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from erasure_core import (
+    ATTACKS,
+    AttackConfig,
     Callbacks,
     ConfigError,
     EraseConfig,
@@ -30,6 +32,8 @@ from erasure_core import (
     erase,
     export_lora,
     load_lora,
+    lora_weights_for,
+    run_attack,
     run_audit,
 )
 from erasure_core.frontend import (
@@ -49,6 +53,8 @@ from erasure_core.frontend.settings import (
     MAX_STEPS,
     METHODS,
     TRAINING_WIDGETS,
+    attack_config,
+    attack_text,
     build_config,
 )
 from erasure_core.frontend.verdict import check_settings, made_on_scores, transfer_verdict
@@ -320,6 +326,51 @@ def check_lora(name: str, strength: float, host: Host) -> dict[str, Any]:
         host.release_memory()
     held, verdict = transfer_verdict(report, config.erased_at, reference=made_on_scores(lora))
     return {"lora": name, "strength": strength, "held": held, "verdict": verdict, "audit": report.to_dict()}
+
+
+ATTACK_FIELDS = {"lora", "concept", "attacks", "budget", "seed", "samples", "held_out"}
+
+
+def attack_lora(request: dict[str, Any], host: Host) -> dict[str, Any]:
+    """The recovery-attack audit of an erasure LoRA of the loras folder on the loaded checkpoint (issue 25):
+    {"lora": NAME, "concept"?: C, "attacks"?: [...], "budget"?: seconds, "seed"?: S, "samples"?: N, "held_out"?: M},
+    checked before the model is touched."""
+    if unknown := set(request) - ATTACK_FIELDS:
+        raise ConfigError(
+            f"Unknown field(s) {sorted(unknown)}; an attack audit takes {', '.join(sorted(ATTACK_FIELDS))}."
+        )
+    name, concept, attacks = request.get("lora"), request.get("concept") or "", request.get("attacks", list(ATTACKS))
+    budget, seed = request.get("budget", AttackConfig.budget_s), request.get("seed", 0)
+    if not isinstance(name, str) or not name:
+        raise ConfigError("Name the LoRA to attack, as <lora:NAME:1> takes it.")
+    if (
+        not isinstance(concept, str)
+        or not isinstance(attacks, list | tuple)
+        or not all(isinstance(a, str) for a in attacks)
+    ):
+        raise ConfigError("'concept' must be text and 'attacks' a list of attack names.")
+    if (
+        isinstance(budget, bool)
+        or not isinstance(budget, int | float)
+        or isinstance(seed, bool)
+        or not isinstance(seed, int)
+    ):
+        raise ConfigError("'budget' must be a number of seconds and 'seed' a whole number.")
+    lora = load_lora(_lora_in_folder(host.lora_folder(), name))
+    config = attack_config(lora.metadata, concept, tuple(attacks), float(budget), seed)
+    for key in ("samples", "held_out"):  # latents the attacks fit on and are judged on
+        value = request.get(key, getattr(config, key))
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"'{key}' must be a whole number of latents.")
+        setattr(config, key, value)
+    config.check()
+    callbacks = host.callbacks()
+    try:
+        with borrowed_model(host.sd_model(), host.active_networks(), host.load_model_gpu(), host.clip_skip()) as b:
+            report = run_attack(b, lora_weights_for(b, lora), config, should_stop=callbacks.should_stop)
+    finally:
+        host.release_memory()
+    return {"lora": name, **report.to_dict(), "text": attack_text(report)}
 
 
 def default_name(config: EraseConfig) -> str:

@@ -12,14 +12,14 @@ import gradio as gr
 from modules import progress, shared
 from modules.call_queue import wrap_gradio_gpu_call
 
-from erasure_core import ErasureError
+from erasure_core import ATTACKS, ErasureError
 from erasure_core.frontend import DEFAULTS, LAYER_SET_HELP, is_closed_form
 from erasure_core.frontend.charts import audit_chart, loss_chart
 from erasure_core.frontend.concepts import PRESETS
 from erasure_core.frontend.settings import LAYER_CHOICES, MAX_STEPS, METHODS
 
 from .host import WebUIHost
-from .jobs import FIELDS, ErasureRequest, JobResult, check_lora, exclusive_run, parse_form, run_job
+from .jobs import FIELDS, ErasureRequest, JobResult, attack_lora, check_lora, exclusive_run, parse_form, run_job
 
 TITLE = "Erase Concept"
 ELEM = "concept_erasure"
@@ -155,6 +155,26 @@ def check(id_task: str, name: str, strength: float) -> str:
         return error_html(exc)
 
 
+def _attack(id_task: str, name: str, concept: str, attacks: list[str], budget: float) -> str:
+    try:
+        request = {"lora": name, "concept": concept, "attacks": list(attacks or []), "budget": float(budget or 0)}
+        return f"<pre>{html.escape(attack_lora(request, WebUIHost())['text'])}</pre>"
+    except ErasureError as exc:
+        return error_html(exc)
+
+
+_attack_in_queue = wrap_gradio_gpu_call(_attack, extra_outputs=[])
+
+
+def attack(id_task: str, name: str, concept: str, attacks: list[str], budget: float) -> str:
+    """Attack pressed: try to bring a saved erasure LoRA's concept back on the loaded checkpoint, one job at a time."""
+    try:
+        with exclusive_run():
+            return _attack_in_queue(id_task, name, concept, attacks, budget)
+    except ErasureError as exc:
+        return error_html(exc)
+
+
 def method_changed(method: str) -> tuple[Any, Any, Any]:
     defaults = DEFAULTS[method]
     trained = not is_closed_form(method)
@@ -235,6 +255,21 @@ def build() -> gr.Blocks:
                         check_strength = gr.Number(value=1.0, label="Strength", elem_id=f"{ELEM}_check_strength")
                     check_button = gr.Button("Check", elem_id=f"{ELEM}_check")
                     check_result = gr.HTML(elem_id=f"{ELEM}_check_result")
+                with gr.Accordion("Attack audit: can the erased concept come back?", open=False):
+                    with gr.Row():
+                        attack_name = gr.Textbox(
+                            label="LoRA name (as <lora:NAME:1> takes it)", elem_id=f"{ELEM}_attack_name"
+                        )
+                        attack_concept = gr.Textbox(
+                            label="Concept (empty: the one the LoRA erased)", elem_id=f"{ELEM}_attack_concept"
+                        )
+                    with gr.Row():
+                        attack_kinds = gr.CheckboxGroup(
+                            choices=list(ATTACKS), value=list(ATTACKS), label="Attacks", elem_id=f"{ELEM}_attacks"
+                        )
+                        attack_budget = gr.Number(value=240, label="Budget (seconds)", elem_id=f"{ELEM}_attack_budget")
+                    attack_button = gr.Button("Attack", elem_id=f"{ELEM}_attack")
+                    attack_result = gr.HTML(elem_id=f"{ELEM}_attack_result")
             with gr.Column(scale=1, elem_id=f"{ELEM}_results"):
                 gr.HTML(elem_id=f"{ELEM}_progress")  # the WebUI's progress bar appears here
                 grid = gr.Image(  # shows the live loss curve while training runs
@@ -271,6 +306,11 @@ def build() -> gr.Blocks:
         )
         interrupt.click(fn=lambda: shared.state.interrupt(), inputs=[], outputs=[])
         check_button.click(fn=check, inputs=[task_id, check_name, check_strength], outputs=[check_result])
+        attack_button.click(
+            fn=attack,
+            inputs=[task_id, attack_name, attack_concept, attack_kinds, attack_budget],
+            outputs=[attack_result],
+        )
         method.change(fn=method_changed, inputs=[method], outputs=[steps, lr, rank])
         preset.change(fn=preset_chosen, inputs=[preset], outputs=[erase, keep])
     return blocks

@@ -28,6 +28,7 @@ from .defaults import DEMO_OVERRIDES
 from .demo import load_demo
 from .errors import ConfigError, ErasureError, ModelError
 from .files import atomic_write
+from .frontend.settings import attack_config, attack_text
 from .frontend.verdict import made_on_scores, transfer_verdict
 from .lora.export import load_lora
 from .monitor import LastErasure
@@ -353,29 +354,14 @@ def _run_attack(args: argparse.Namespace) -> int:
     from .trainer import lora_weights_for
 
     lora = load_lora(args.lora)
-    erased = lora.info().get("erased") or []
-    concept = args.concept or (erased[0] if len(erased) == 1 else None)
-    if concept is None:
-        named = ", ".join(erased) if erased else "no concept in its metadata"
-        raise ConfigError(f"Name the concept to bring back with --concept (this LoRA erased {named}).")
-    config = AttackConfig(
-        concept,
-        tuple(a.strip() for a in args.attacks.split(",") if a.strip()),
-        budget_s=args.budget,
-        samples=args.samples,
-        held_out=args.held_out,
-        seed=args.seed,
-    )
+    attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
+    config = attack_config(lora.metadata, args.concept or "", attacks, args.budget, args.seed)
+    config.samples, config.held_out = args.samples, args.held_out
     config.check()  # before the model loads
     backend = _load_backend(args)
     weights = lora_weights_for(backend, lora)
     report = run_attack(backend, weights, config, on_progress=lambda text: print(text, file=sys.stderr))
-    print(report.table())
-    print(
-        f"{100 * report.success_rate:.0f}% of {config.held_out} held-out latents of '{concept}' were brought back by "
-        f"at least one attack, in {report.seconds:.0f} s ({report.measure}). A low rate is not a proof that no "
-        "attack brings the concept back."
-    )
+    print(attack_text(report))
     if args.report:
         data = {**report.to_dict(), "model": Path(args.model).name, "lora": Path(args.lora).name}
         data["machine"] = _machine(args.device)
@@ -383,7 +369,7 @@ def _run_attack(args: argparse.Namespace) -> int:
         if soft is not None:
             path = Path(args.report).with_suffix(".soft.safetensors")
             with atomic_write(path) as tmp:
-                save_file({"context": soft.embedding.contiguous()}, str(tmp), {"concept": concept})
+                save_file({"context": soft.embedding.contiguous()}, str(tmp), {"concept": config.concept})
             data["attacks"]["soft"]["embedding_file"] = str(path)
         _write_json(args.report, data)
     return 0

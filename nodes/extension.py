@@ -6,7 +6,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from .erase_nodes import ConceptListNode, EraseConceptNode
 from .lora_nodes import LoadErasureLoraNode, SaveErasureLoraNode
-from .review_nodes import BeforeAfterPreviewNode, ErasureAuditNode
+from .review_nodes import BeforeAfterPreviewNode, ErasureAttackAuditNode, ErasureAuditNode
 
 
 class ConceptErasureExtension(ComfyExtension):
@@ -18,4 +18,5 @@ class ConceptErasureExtension(ComfyExtension):
             LoadErasureLoraNode,
             BeforeAfterPreviewNode,
             ErasureAuditNode,
+            ErasureAttackAuditNode,
         ]

@@ -15,10 +15,10 @@ from ..erasure_core.frontend import image_grid, lora_from_tensors, preview_rows,
 from ..erasure_core.frontend.charts import audit_chart
 from ..erasure_core.frontend.concepts import ConceptList
 from ..erasure_core.frontend.lora_info import preview_rows_of
-from ..erasure_core.frontend.settings import audit_config
+from ..erasure_core.frontend.settings import attack_config, attack_text, audit_config
 from .erase_nodes import CATEGORY, Concepts, seed_input
 from .runtime import to_image_batch, to_uint8
-from .training import audit_on_model
+from .training import attack_on_model, audit_on_model
 
 MAX_PROMPTS = 16
 
@@ -180,3 +180,55 @@ class ErasureAuditNode(io.ComfyNode):
         chart = to_image_batch([audit_chart(report.rows)])
         text = report.table()
         return io.NodeOutput(text, chart, ui={**ui.PreviewImage(chart, cls=cls).as_dict(), "text": [text]})
+
+
+class ErasureAttackAuditNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ConceptErasureAttackAudit",
+            display_name="Erasure Attack Audit",
+            category=CATEGORY,
+            description="Tries to bring an erased concept back (a prompt sweep, a discrete prompt search, a soft-prompt "
+            "attack) and reports how often each succeeds. A low rate is not a proof that no attack can.",
+            inputs=[
+                io.Model.Input("model", tooltip="The original model (without the LoRA)."),
+                io.Clip.Input("clip"),
+                io.LoraModel.Input("lora", tooltip="From Erase Concept or Load Erasure LoRA."),
+                io.String.Input(
+                    "concept",
+                    default="",
+                    optional=True,
+                    tooltip="The erased concept to bring back (empty: the LoRA's).",
+                ),
+                io.Int.Input("budget_seconds", default=240, min=1, max=7200, tooltip="Time for the whole audit."),
+                io.Boolean.Input("sweep", default=True, tooltip="Wordings and the text encoder's nearest words."),
+                io.Boolean.Input(
+                    "discrete", default=True, tooltip="Words prepended to the concept, chosen by gradient."
+                ),
+                io.Boolean.Input("soft", default=True, tooltip="A soft prompt optimised on the erased model."),
+                seed_input(),
+            ],
+            outputs=[io.String.Output(display_name="report")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        model,
+        clip,
+        lora: dict,
+        budget_seconds: int,
+        sweep: bool,
+        discrete: bool,
+        soft: bool,
+        seed: int,
+        concept: str = "",
+    ) -> io.NodeOutput:
+        meta = dict(getattr(lora, "metadata", {}) or {})
+        attacks = tuple(name for name, on in (("sweep", sweep), ("discrete", discrete), ("soft", soft)) if on)
+        config = attack_config(meta, concept, attacks, budget_seconds, seed)
+        weights = lora_from_tensors(lora, meta, "The connected LORA_MODEL")
+        text = attack_text(attack_on_model(model, clip, weights, config))
+        return io.NodeOutput(text, ui={"text": [text]})

@@ -16,7 +16,18 @@ import comfy.model_management as mm
 import comfy.sd
 import torch
 
-from ..erasure_core import Cancelled, EraseConfig, LoraFile, erase, export_lora, run_audit
+from ..erasure_core import (
+    AttackConfig,
+    AttackReport,
+    Cancelled,
+    EraseConfig,
+    LoraFile,
+    erase,
+    export_lora,
+    lora_weights_for,
+    run_attack,
+    run_audit,
+)
 from ..erasure_core.frontend import lora_from_tensors
 from ..erasure_core.frontend.cache import LoraCache, cache_key, tensors_fingerprint
 from ..erasure_core.frontend.lora_info import describe, recorded_losses
@@ -96,6 +107,21 @@ def audit_on_model(model: Any, clip: Any, lora: LoraFile, config: EraseConfig, e
             backend.load()
             try:
                 return run_audit(backend, lora, config, extra, should_stop=mm.processing_interrupted)
+            except Cancelled as exc:
+                raise mm.InterruptProcessingException() from exc
+    finally:
+        mm.soft_empty_cache()
+
+
+def attack_on_model(model: Any, clip: Any, lora: LoraFile, config: AttackConfig) -> AttackReport:
+    """The recovery-attack audit of `lora` on `model` (a clone is loaded; Cancel raises ComfyUI's interrupt)."""
+    backend = ComfyBackend(model.clone(), clip)
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            backend.load()
+            try:
+                weights = lora_weights_for(backend, lora)
+                return run_attack(backend, weights, config, should_stop=mm.processing_interrupted)
             except Cancelled as exc:
                 raise mm.InterruptProcessingException() from exc
     finally:

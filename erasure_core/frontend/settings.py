@@ -6,6 +6,7 @@ import ast
 from collections.abc import Mapping
 from typing import Any
 
+from ..attack import AttackConfig, AttackReport
 from ..config import CONFIG_CLASSES, EraseConfig, config_from_dict, is_closed_form, make_config
 from ..defaults import DEFAULTS
 from ..errors import ConfigError
@@ -126,3 +127,27 @@ def audit_config(metadata: Mapping[str, str], erase_text: str, samples: int, see
     if not names:
         raise ConfigError("This LoRA carries no erasure metadata; type the erased concepts in 'erase', one per line.")
     return make_config("esd", erase=names, erase_weights=weights, audit_samples=samples, seed=seed)
+
+
+def attack_config(
+    metadata: Mapping[str, str], concept: str, attacks: tuple[str, ...], budget_s: float, seed: int
+) -> AttackConfig:
+    """What the attack audit attacks: `concept` if typed, else the one concept the LoRA erased (our metadata)."""
+    erased = erasure_info(metadata).get("erased") or []
+    name = concept.strip() or (erased[0] if len(erased) == 1 else "")
+    if not name:
+        named = ", ".join(erased) if erased else "no concept in its metadata"
+        raise ConfigError(f"Name the erased concept to bring back (this LoRA erased {named}).")
+    config = AttackConfig(name, attacks, budget_s=float(budget_s), seed=seed)
+    config.check()
+    return config
+
+
+def attack_text(report: AttackReport) -> str:
+    """The attack audit's table and what it means, for the CLI, a node's text and the tab."""
+    held_out = len(report.plain_recovery)
+    return (
+        f"{report.table()}\n{100 * report.success_rate:.0f}% of {held_out} held-out latents of '{report.concept}' "
+        f"were brought back by at least one attack, in {report.seconds:.0f} s (judged by the {report.measure}). "
+        "A low rate is not a proof that no attack brings the concept back."
+    )

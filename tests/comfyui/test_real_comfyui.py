@@ -25,6 +25,7 @@ OUR_NODES = {
     "ConceptErasureLoadLora": "Load Erasure LoRA",
     "ConceptErasureBeforeAfter": "Before/After Preview",
     "ConceptErasureAudit": "Erasure Audit",
+    "ConceptErasureAttackAudit": "Erasure Attack Audit",
 }
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_workflows"
 

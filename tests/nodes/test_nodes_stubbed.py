@@ -103,7 +103,7 @@ def test_every_declared_input_is_what_execute_takes(comfy):
         for name, spec in declared.items():
             has_default = params[name].default is not inspect.Parameter.empty
             assert spec.optional == has_default, f"{node.__name__}.{name}: optional must match a default"
-    assert len({n.define_schema().node_id for n in nodes_of(comfy)}) == 6
+    assert len({n.define_schema().node_id for n in nodes_of(comfy)}) == 7
 
 
 def test_erase_concept_needs_the_clip(comfy):
@@ -285,6 +285,34 @@ def test_audit_node_reports_the_erased_concept_and_stops_on_cancel(comfy, erased
     comfy.mm.polls, comfy.mm.interrupt_after = 0, 2
     with pytest.raises(fake_comfy.InterruptProcessingException):
         run_node(audit, **inputs)
+
+
+def test_attack_audit_node_reports_success_rates_and_stops_on_cancel(comfy, erased_sd1, monkeypatch):
+    node = comfy.module("review_nodes").ErasureAttackAuditNode
+    engine = sys.modules[comfy.errors.__name__.rpartition(".")[0] + ".attack"]
+    monkeypatch.setattr(
+        engine, "UNKNOWN_SHARE", 10.0
+    )  # a random tiny model draws nothing; the rule is tested on the demo
+    inputs = dict(
+        model=erased_sd1.model,
+        clip=erased_sd1.clip,
+        lora=erased_sd1.lora,  # the concept comes from its metadata
+        budget_seconds=8,
+        sweep=True,
+        discrete=False,
+        soft=True,
+        seed=0,
+    )
+    weights = {k: v.clone() for k, v in erased_sd1.model.model.state_dict().items()}
+    (text,) = run_node(node, **inputs).values
+    assert "'cat'" in text and "sweep" in text and "soft" in text and "discrete" not in text
+    assert "not a proof" in text
+    assert all(torch.equal(v, erased_sd1.model.model.state_dict()[k]) for k, v in weights.items())
+    comfy.mm.polls, comfy.mm.interrupt_after = 0, 2
+    with pytest.raises(fake_comfy.InterruptProcessingException):
+        run_node(node, **inputs)
+    with pytest.raises(comfy.errors.ConfigError, match="more than 0 seconds|at least one attack|Choose at least"):
+        run_node(node, **inputs | {"sweep": False, "soft": False})
 
 
 def test_preview_draws_both_models_per_prompt_and_stops_on_cancel(comfy, erased_sd1):

@@ -155,6 +155,42 @@ def test_check_says_whether_a_saved_erasure_held_on_the_loaded_checkpoint(webui:
         assert response.status_code == 422 and says in response.json()["detail"], (bad, response.text)
 
 
+def test_attack_audit_tries_to_bring_a_saved_erasure_back_and_refuses_bad_requests(
+    webui: FakeWebUI, monkeypatch
+) -> None:
+    import erasure_core.attack
+
+    monkeypatch.setattr(
+        erasure_core.attack, "UNKNOWN_SHARE", 10.0
+    )  # a random model draws nothing (tested on the demo)
+    body = {"erase": ["cat"], "method": "esd", "steps": 2, "name": "no-cat", "settings": FAST}
+    assert client().post(f"{URL}/erase", json=body).status_code == 200
+    weights = [p.detach().clone() for p in webui.shared.sd_model.model.parameters()]
+    flags = [p.requires_grad for p in webui.shared.sd_model.model.parameters()]
+
+    response = client().post(
+        f"{URL}/attack",
+        json={"lora": "no-cat", "attacks": ["sweep", "soft"], "budget": 6, "samples": 1, "held_out": 2},
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["concept"] == "cat" and set(answer["attacks"]) == {"sweep", "soft"}
+    assert 0.0 <= answer["success_rate"] <= 1.0 and "not a proof" in answer["text"]
+    assert all(torch.equal(a, b) for a, b in zip(weights, webui.shared.sd_model.model.parameters(), strict=True))
+    assert flags == [p.requires_grad for p in webui.shared.sd_model.model.parameters()]
+
+    for bad, says in [
+        ({"lora": "missing"}, "No LoRA named 'missing'"),
+        ({"lora": "no-cat", "budget": 0}, "more than 0 seconds"),
+        ({"lora": "no-cat", "attacks": ["guess"]}, "Unknown attack"),
+        ({"lora": "no-cat", "budjet": 5}, "Unknown field"),
+        ({"lora": "no-cat", "budget": "long"}, "number of seconds"),
+        ({"lora": "no-cat", "held_out": 0}, "at least 1 latent"),
+    ]:
+        response = client().post(f"{URL}/attack", json=bad)
+        assert response.status_code == 422 and says in response.json()["detail"], (bad, response.text)
+
+
 def test_an_erasure_continues_from_a_saved_lora_on_the_loaded_checkpoint(webui: FakeWebUI) -> None:
     """Top a LoRA up on another checkpoint: the second run starts from the first one's file and says so."""
     body = {"erase": ["cat"], "method": "esd", "steps": 2, "settings": FAST | {"until_erased": False}}
