@@ -103,6 +103,7 @@ FIELDS: dict[str, Field] = {
     "seed": Field(int, None, "random seed (default: the method's)"),
     "name": Field(str, "", "LoRA file name in the Lora folder (default: erased-<first concept>)"),
     "overwrite": Field(bool, False, "replace an existing LoRA of that name"),
+    "robust": Field(bool, False, "ESD, EAP: train against the recovery attack too (slower; the whole step budget)"),
     "settings": Field((dict, str), {}, "any other engine setting: an object, or 'name = value' lines"),
     "resume": Field(
         str, "", "a LoRA of the Lora folder to continue training from (same method, concepts, layers and rank)"
@@ -163,6 +164,7 @@ def parse_request(data: Mapping[str, Any]) -> ErasureRequest:
         values["rank"] if values["rank"] is not None else defaults["rank"],
         values["seed"] if values["seed"] is not None else defaults["seed"],
         values["settings"],
+        values["robust"],
     )
     name = values["name"].strip()
     return ErasureRequest(

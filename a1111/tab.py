@@ -40,6 +40,7 @@ INPUTS = (
     "preview_size",
     "settings",
     "resume",
+    "robust",
 )
 
 
@@ -239,6 +240,11 @@ def build() -> gr.Blocks:
                         info=FIELDS["settings"].help,
                         elem_id=f"{ELEM}_settings",
                     )
+                robust = gr.Checkbox(
+                    value=False,
+                    label="Robust mode: also erase what a recovery attack finds (ESD, EAP; slower)",
+                    elem_id=f"{ELEM}_robust",
+                )
                 resume = gr.Textbox(
                     label="Continue from LoRA (optional: same method, concepts, layers and rank)",
                     placeholder="e.g. erased-cat, to top it up on the loaded checkpoint",
@@ -296,6 +302,7 @@ def build() -> gr.Blocks:
             "preview_size": preview_size,
             "settings": settings,
             "resume": resume,
+            "robust": robust,
         }
         submit.click(
             fn=start,

@@ -36,6 +36,14 @@ COLUMNS = {
     "check": "target check",
     "unet_evals": "UNet evals",
     "seconds": "seconds",
+    "name": "concept's name",
+    "sweep": "sweep",
+    "discrete": "discrete",
+    "soft": "soft",
+    "overall": "any attack",
+    "audit overall": "audit's measure, any attack",
+    "train_seconds": "training seconds",
+    "attack_seconds": "attack seconds",
 }
 
 
@@ -301,6 +309,17 @@ def _transfer(reports: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]
                     if variant == "transferred":
                         row["check"] = check_cell(entry, kind)
                     out.append((f"seed {seed}: {kind}, {method.upper()} {variant}", row))
+    return out
+
+
+def _attacks(reports: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The attack task: one row per world and method (the unedited model first), robust runs marked."""
+    out = []
+    for report in reports:
+        robust = ", robust" if report["settings"]["overrides"].get("robust") else ""
+        for method, row in report["tasks"]["attack"]["methods"].items():
+            name = "unedited" if method == "none" else method.upper() + robust
+            out.append((f"{report['world']} world, {name}", row))
     return out
 
 
@@ -740,6 +759,18 @@ TABLES: dict[str, Table | Comparison | SpeedReports | SpeedSummary | ComfySpeed 
     ),
     "miniworld-tasks": MiniworldTasks("docs/miniworld.md"),
     "comfyui-speed": ComfySpeed("docs/hosts.md", ("comfyui_speed_cpu_esd.json", "comfyui_speed_cpu_eap.json")),
+    "attack": Table(
+        "docs/attack.md",
+        ("attack/objects_one_concept.json", "attack/icons_one_concept.json"),
+        ("name", "sweep", "discrete", "soft", "overall", "audit overall", "PSR-1", "attack_seconds"),
+        _attacks,
+    ),
+    "attack-robust": Table(
+        "docs/attack.md",
+        tuple(f"attack/{w}_one_concept{r}.json" for w in ("objects", "icons") for r in ("", "_robust")),
+        ("name", "sweep", "discrete", "soft", "overall", "PSR-1", "train_seconds", "unet_evals"),
+        lambda reports: [(label, row) for label, row in _attacks(reports) if "unedited" not in label],
+    ),
     "readme-quick-start": CommandOutput("README.md", "quickstart/no-apple.json"),
     "readme-quality": Table(
         "README.md",

@@ -183,6 +183,15 @@ class EraseConfig:
         "draws as the concept itself (0 = off).",
         min=0,
     )
+    robust: bool | None = _opt(
+        "Robust mode (ESD, EAP): train against the recovery attack as well, erasing a soft prompt kept adversarial to "
+        "the edit as it trains (AdvUnlearn's idea; erasure_core/robust.py). It trains the whole step budget."
+    )
+    robust_tokens: int | None = _opt("Robust mode: context positions of the adversarial soft prompt.", min=1)
+    robust_lr: float | None = _opt(
+        "Robust mode: the soft prompt's Adam rate, relative to the context's scale.", min=0.0
+    )
+    robust_weight: float | None = _opt("Robust mode: weight of the adversarial prompt's erasure term.", min=0.0)
     resolution: int | None = field(
         default=None, metadata={"help": "Training resolution in pixels (default: the model's native size).", "min": 8}
     )
@@ -220,6 +229,11 @@ class EraseConfig:
             raise ConfigError("No concept to erase was given; name at least one concept to erase.")
         if both := {c.lower() for c in self.erase} & {c.lower() for c in self.keep}:
             raise ConfigError(f"{sorted(both)} are both erased and kept; remove them from one of the two lists.")
+        if self.robust and self.method in ("age", "uce"):
+            raise ConfigError(
+                f"The robust mode is built for ESD and EAP; {self.method.upper()} has none yet. Use --method esd or eap, "
+                "or drop --robust."
+            )
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             meta = f.metadata

@@ -19,6 +19,7 @@ from .cuda_graphs import GraphedPredict
 from .errors import NumericalError
 from .latent_pool import LatentPool, PoolPrompt
 from .lora.adapter import edit_disabled
+from .robust import SoftAdversary
 from .sampling import TimestepDraw, ddim_sample, draw_timestep, full_path, loss_weight
 
 
@@ -131,6 +132,9 @@ class TrainingContext:
                 unedited=lambda: self._unedited,
             )
         self._refresh_every = math.ceil(config.total_steps / max(1, refreshes))
+        self.adversary = (
+            SoftAdversary(prompts.erased_conds, config.robust_tokens, config.robust_lr) if config.robust else None
+        )
 
     def begin_step(self, step: int) -> None:
         """Called before training step `step` (1-based): starts a new latent-pool period when one is due."""
@@ -304,6 +308,16 @@ class TrainingContext:
         edited = self.predict(x, draws, cond, edited=True)
         weight = self.config.keep_weight * p.keep_weights[index]
         return weight * self.mse(edited, frozen, draws)
+
+    def robust_loss(
+        self, index: int, x: torch.Tensor, draws: Draws, target: torch.Tensor, eps_erased: torch.Tensor
+    ) -> torch.Tensor | float:
+        """The robust mode's term (`robust.py`): the concept's soft prompt, attacked one step further at these
+        latents, pulled to the concept's own erasure target; 0 when the mode is off."""
+        if self.adversary is None:
+            return 0.0
+        adversarial = self.adversary.attack(self, index, x, draws, eps_erased)
+        return self.config.robust_weight * self.mse(self.predict(x, draws, adversarial, edited=True), target, draws)
 
     def check_finite(self, loss: torch.Tensor, what: str) -> None:
         if not torch.isfinite(loss):

@@ -65,6 +65,12 @@ _COMMON: dict[str, Any] = {
     # ours: keep this many of each erased concept's nearest words by the text encoder that the model does not draw as
     # the concept (erasure_core/neighbours.py), with the keep term; 0 = off (opt-in until measured on both worlds).
     "guard_neighbours": 0,
+    # ours, after AdvUnlearn (Zhang et al., 2024): off by default, as there; 4 context positions and the relative
+    # rate the attack audit's soft attack uses (erasure_core/attack.py), its term weighted as the concept's own.
+    "robust": False,
+    "robust_tokens": 4,
+    "robust_lr": 0.05,
+    "robust_weight": 1.0,
     # ours: when to stop (erasure_core/monitor.py). Every `check_every` steps the erasure of each erased concept is
     # measured on `check_samples` fixed latents per concept (the audit's score); training stops once every concept
     # reaches `erased_at`, and `steps` is then the budget. A step count tuned on one model means nothing on the next.

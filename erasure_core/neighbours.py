@@ -68,7 +68,7 @@ def nearest_words(
     keys = [distance_cache.row_key(t, vocabulary, _CACHE_KIND) for t in targets] if cache else []
     rows = [distance_cache.load_row(cache, key, len(vocabulary)) for key in keys] if cache else [None] * len(targets)
     if missing := [i for i, row in enumerate(rows) if row is None]:
-        logger.info("Encoding %d vocabulary words to find the nearest concepts to guard", len(vocabulary))
+        logger.info("Encoding %d vocabulary words to find the nearest words to the concepts", len(vocabulary))
         chunks = []
         for start in range(0, len(vocabulary), _CHUNK):
             checkpoint("search")

@@ -45,24 +45,28 @@ def row_label(role: str, prompt: str) -> str:
 @torch.no_grad()
 def generate_latents(
     backend: Backend,
-    prompts: Sequence[str],
+    prompts: Sequence[str] | Conditioning,
     seeds: Sequence[int],
     steps: int = 25,
     guidance: float = 5.0,
     resolution: int | None = None,
 ) -> torch.Tensor:
-    """One latent per (prompt, seed) pair, denoised fully by DDIM."""
+    """One latent per (prompt, seed) pair, denoised fully by DDIM. `prompts` may be one encoded prompt (a soft
+    prompt, say), which every seed then uses."""
     shape = backend.latent_shape(resolution)
     path = (*reversed(ddim_timesteps(backend.alphas_cumprod.shape[0], steps)), 0)
     uncond = backend.encode_prompts([""])
-    unique = sorted(set(prompts))
-    conds = backend.encode_prompts(unique)
-    index = {p: i for i, p in enumerate(unique)}
+    if isinstance(prompts, Conditioning):
+        conds, keys = prompts, [0] * len(seeds)
+    else:
+        unique = sorted(set(prompts))
+        conds = backend.encode_prompts(unique)
+        keys = [unique.index(p) for p in prompts]
     out = []
-    for start in range(0, len(prompts), _BATCH):
-        chunk_prompts, chunk_seeds = prompts[start : start + _BATCH], seeds[start : start + _BATCH]
+    for start in range(0, len(seeds), _BATCH):
+        chunk_keys, chunk_seeds = keys[start : start + _BATCH], seeds[start : start + _BATCH]
         z = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in chunk_seeds])
-        cond = Conditioning.cat([conds.select(index[p]) for p in chunk_prompts])
+        cond = Conditioning.cat([conds.select(k) for k in chunk_keys])
         x, _ = ddim_sample(
             backend.predict_noise, z.to(backend.device), cond, uncond, guidance, path, backend.alphas_cumprod
         )
@@ -85,7 +89,7 @@ def decode_images(vae: torch.nn.Module, latents: torch.Tensor) -> np.ndarray:
 def generate_images(
     backend: Backend,
     vae: torch.nn.Module,
-    prompts: Sequence[str],
+    prompts: Sequence[str] | Conditioning,
     seeds: Sequence[int],
     lora: LoraWeights | None = None,
     steps: int = 25,

@@ -129,6 +129,8 @@ class EraseResult:
         c = self.config
         if c.closed_form:
             return f"{c.method.upper()} edits in closed form (no training steps)."
+        if c.robust:
+            return f"Trained the whole budget of {self.steps_trained} steps against the recovery attack (robust mode)."
         if not c.until_erased:
             return f"Trained the fixed {self.steps_trained} steps."
         if not self.not_erased and self.resumed_from and not self.steps_trained:
@@ -300,7 +302,8 @@ def _train(
     names = {id(p): name for name, p in unet.named_parameters()}
     if resume is not None:
         result.resumed_optimizer = _restore_optimizers(ctx, names, resume_state)
-    monitor = _monitor(backend, config, state, latent_shape, result.guarded) if config.until_erased else None
+    stops_early = config.until_erased and not config.robust  # a robust erasure is not done when its name is erased
+    monitor = _monitor(backend, config, state, latent_shape, result.guarded) if stops_early else None
     steps = range(1, total + 1)
     if monitor is not None and resume is not None:  # resumed on another model (a fine-tune): it may hold there already
         check = _measure(monitor, state, 0)

@@ -88,6 +88,13 @@ class EraseConceptNode(io.ComfyNode):
                     tooltip="Continue training from this erasure LoRA (same method, concepts, layers and rank), e.g. "
                     "to top it up on a fine-tune of the model it was made on: Load Erasure LoRA's lora output.",
                 ),
+                io.Boolean.Input(
+                    "robust",
+                    default=False,
+                    optional=True,
+                    tooltip="ESD, EAP: also erase a soft prompt kept adversarial to the edit as it trains, so that "
+                    "recovery attacks find less; trains the whole step budget (see the Erasure Attack Audit).",
+                ),
                 io.String.Input(
                     "advanced",
                     multiline=True,
@@ -121,8 +128,11 @@ class EraseConceptNode(io.ComfyNode):
         concepts: ConceptList | None = None,
         advanced: str = "",
         resume: dict | None = None,
+        robust: bool = False,
     ) -> io.NodeOutput:
-        config = build_config(concepts, erase, keep, method, layers, steps, learning_rate, rank, seed, advanced)
+        config = build_config(
+            concepts, erase, keep, method, layers, steps, learning_rate, rank, seed, advanced, robust
+        )
         out = run_erasure(model, clip, config, cls.hidden.unique_id, resume=resume)
         header = "(from the cache: same model, prompts and settings)\n" if out.cached else ""
         if note := ignored_widgets_note(method, layers):

@@ -464,7 +464,8 @@ def save_grid(result: dict[str, Any], path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from . import transfer  # imports this module
+    from . import attack_task, transfer  # import this module
+    from .attack_task import task_attack
     from .descend import DescendSettings
 
     world = get_world(args.world)
@@ -501,13 +502,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
             made = DescendSettings(**{"seed": args.descendant_seed, **merged_settings(args.descend)})
             result = transfer.task_transfer(bench, erased, kept, kinds, made)
+        elif task == "attack":
+            result = task_attack(bench, erase_list or list(world.objects[:1]), args.attack_budget)
         else:
             result = task_implicit(bench)
-        save_grid(result, out_dir / f"{task}.png")
+        if result.get("grid") is not None:
+            save_grid(result, out_dir / f"{task}.png")
         result.pop("grid")
         result["wall_s"] = time.perf_counter() - start
         results[task] = result
-        table = transfer.markdown(result) if task == "transfer" else markdown(task, result, world)
+        if task in ("transfer", "attack"):
+            table = (transfer if task == "transfer" else attack_task).markdown(result)
+        else:
+            table = markdown(task, result, world)
         (out_dir / f"{task}.md").write_text(table)
         logger.info("%s done in %.0f s\n%s", task, result["wall_s"], table)
     report = {
@@ -542,8 +549,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep", help="comma-separated concepts to keep (objects task)")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument(
-        "--task", default="objects", choices=(*TASKS, "transfer", "all"), help="'all' is every task but transfer"
+        "--task",
+        default="objects",
+        choices=(*TASKS, "transfer", "attack", "all"),
+        help="'all' is every task but transfer and attack",
     )
+    parser.add_argument("--attack-budget", type=float, default=120.0, help="attack task: seconds per attack audit")
     parser.add_argument(
         "--steps", type=int, default=MINIWORLD_RECIPE["steps"], help="training steps of every trained method"
     )

@@ -75,10 +75,12 @@ def build_config(
     rank: int,
     seed: int,
     advanced: str | Mapping[str, Any] = "",
+    robust: bool = False,
 ) -> EraseConfig:
     """Combine a CONCEPTS input (if connected) with the form's own text boxes, and the settings.
 
-    `advanced` holds every other engine setting: `name = value` lines (a text box) or a mapping (JSON).
+    `advanced` holds every other engine setting: `name = value` lines (a text box) or a mapping (JSON). `robust` is
+    the form's switch for the robust mode (`robust.py`).
     """
     if method not in CONFIG_CLASSES:
         raise ConfigError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
@@ -97,6 +99,8 @@ def build_config(
         settings["layers"] = layers
     if is_closed_form(method):  # no steps, lr or seed; its rank comes from the SVD
         settings = {"seed": int(seed)}
+    if robust:
+        settings["robust"] = True
     settings.update(parse_advanced(advanced) if isinstance(advanced, str) else dict(advanced))
     for fixed in ("erase", "keep", "erase_weights", "keep_weights"):
         if fixed in settings:

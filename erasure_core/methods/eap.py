@@ -48,7 +48,8 @@ def train_step(ctx: TrainingContext, state: SearchState) -> dict[str, Any]:
         torch.cat([x_e, x_a]), draws, Conditioning.cat([erased, adversarial]), edited=True
     ).chunk(2)
     loss = ctx.mse(edited_e, target, draws) + c.preserve_weight * ctx.mse(edited_a, eps_adv, draws)
-    loss = ctx.update_params(loss + ctx.keep_loss(x_e, draws))
+    loss = loss + ctx.keep_loss(x_e, draws) + ctx.robust_loss(index, x_e, draws, target, eps_erased)
+    loss = ctx.update_params(loss)
 
     # Logit step (ref §2.3 step 6): maximise the edit's effect on c_a; gradients reach the logits through c_a.
     weights = sample_weights(ctx, state, index)

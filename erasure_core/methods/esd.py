@@ -41,5 +41,5 @@ def train_step(ctx: TrainingContext, state: Any) -> dict[str, Any]:
             ).chunk(2)
         target = negative_guidance_target(eps_anchor, eps_erased, ctx.eta(index))
     loss = ctx.mse(ctx.predict(x, draws, erased, edited=True), target, draws)
-    loss = loss + ctx.keep_loss(x, draws)
+    loss = loss + ctx.keep_loss(x, draws) + ctx.robust_loss(index, x, draws, target, eps_erased)
     return {INFO_LOSS: ctx.update_params(loss), INFO_CONCEPT: p.erased[index]}
