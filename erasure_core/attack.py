@@ -7,7 +7,9 @@ edited model (concept inversion). This module runs one of each within a time bud
 - `sweep`: the concept in a few wordings and the vocabulary words the text encoder puts nearest to it;
 - `discrete`: `prefix_words` words prepended to the concept, chosen one position at a time: every vocabulary
   word's prompt is encoded, ranked by the first-order change of the attack loss (its encoding's difference from
-  the current prompt's, against the loss gradient there), and the best few are evaluated exactly;
+  the current prompt's, against the loss gradient there), and the best few are evaluated exactly. The loss is how
+  far the edited model's guidance is from the original model's for the concept (`mismatch`), as the published
+  attacks match the original model's denoising of the concept's images;
 - `soft`: `soft_tokens` positions of the concept's cross-attention context optimised freely with Adam. That is a
   stronger attacker than textual inversion, whose embeddings must pass through the text encoder.
 
@@ -175,16 +177,26 @@ class _Trials:
             ]
         self.edited_base = predict_each(backend, self.x, self.t, [uncond])[0]  # the edit is in place here
 
-    def recovery(self, cond: Conditioning) -> torch.Tensor:
-        """Per trial: the share of the concept's guidance the edited model's guidance for `cond` carries."""
+    def _guidance(self, cond: Conditioning) -> torch.Tensor:
         n = self.x.shape[0]
         edited = self.backend.predict_noise(self.x, self.t, cond.repeat(n) if len(cond) == 1 else cond).float()
-        guidance = edited - self.edited_base
+        return edited - self.edited_base
+
+    def _per_trial(self, values: torch.Tensor) -> torch.Tensor:
+        """Sums over each trial's three timesteps and over the latent's elements."""
+        return values.flatten(1).sum(1).view(3, self.samples).sum(0)
+
+    def recovery(self, cond: Conditioning) -> torch.Tensor:
+        """Per trial: the share of the concept's guidance the edited model's guidance for `cond` carries."""
         d = self.direction
-        dims = tuple(range(1, d.dim()))
-        dot = (guidance * d).sum(dims).view(3, self.samples).sum(0)
-        norm = (d * d).sum(dims).view(3, self.samples).sum(0).clamp_min(1e-12)
-        return dot / norm
+        return self._per_trial(self._guidance(cond) * d) / self._per_trial(d * d).clamp_min(1e-12)
+
+    def mismatch(self, cond: Conditioning) -> torch.Tensor:
+        """What the discrete and soft attacks minimise: how far the edited model's guidance for `cond` is from the
+        original model's for the concept, relative to the latter's size, averaged over the trials. Matching it,
+        rather than pushing the recovery up without bound, keeps the attack on images the model draws."""
+        d = self.direction
+        return (self._per_trial((self._guidance(cond) - d) ** 2) / self._per_trial(d * d).clamp_min(1e-12)).mean()
 
     def known(self) -> bool:
         """Whether the model draws the concept at all: its guidance must not point where nonsense's does."""
@@ -279,7 +291,7 @@ def _discrete(backend: Backend, config: AttackConfig, fit: _Trials, judge: _Tria
         return " ".join([*words, config.concept])
 
     def loss_of(cond: Conditioning) -> torch.Tensor:
-        return -fit.recovery(cond).mean()
+        return fit.mismatch(cond)
 
     with torch.no_grad():
         best = float(loss_of(backend.encode_prompts([prompt_of(prefix)])))
@@ -341,7 +353,7 @@ def _soft(backend: Backend, config: AttackConfig, fit: _Trials, judge: _Trials, 
     while steps < config.soft_steps and time.perf_counter() < until:
         checkpoint("attack")
         with torch.enable_grad():
-            loss = -fit.recovery(cond()).mean()
+            loss = fit.mismatch(cond())
             optimizer.zero_grad()
             loss.backward()
         optimizer.step()
