@@ -123,14 +123,6 @@ def test_an_erasure_on_the_loaded_model_gives_a_lora_the_webui_loads_and_uses(se
     if server.host.kind == "forge":
         assert "no-cat.safetensors for KModel-UNet with 64 keys at weight 1.0 (skipped 0 keys)" in log
 
-    # The attack audit on the loaded checkpoint. A random-weight model may well draw nothing it could be asked for;
-    # then the audit must say so rather than report a success rate.
-    try:
-        attack = server.post(f"{ROUTE}/attack", {"lora": "no-cat", "attacks": ["sweep"], "budget": 20, "held_out": 2})
-        assert attack["concept"] == "cat" and 0.0 <= attack["success_rate"] <= 1.0 and "not a proof" in attack["text"]
-    except HTTPError as error:
-        assert error.status == 422 and "does not draw 'cat' in the first place" in error.json()["detail"]
-    assert exact_hash(server) == model["sha256"]
 
 
 def test_the_before_after_grid_is_drawn_by_the_webuis_txt2img(server: WebUIServer) -> None:
