@@ -124,7 +124,6 @@ def test_an_erasure_on_the_loaded_model_gives_a_lora_the_webui_loads_and_uses(se
         assert "no-cat.safetensors for KModel-UNet with 64 keys at weight 1.0 (skipped 0 keys)" in log
 
 
-
 def test_the_before_after_grid_is_drawn_by_the_webuis_txt2img(server: WebUIServer) -> None:
     from PIL import Image
 
