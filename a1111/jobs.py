@@ -358,14 +358,12 @@ def attack_lora(request: dict[str, Any], host: Host) -> dict[str, Any]:
         or not isinstance(seed, int)
     ):
         raise ConfigError("'budget' must be a number of seconds and 'seed' a whole number.")
-    lora = load_lora(_lora_in_folder(host.lora_folder(), name))
-    config = attack_config(lora.metadata, concept, tuple(attacks), float(budget), seed)
-    for key in ("samples", "held_out"):  # latents the attacks fit on and are judged on
-        value = request.get(key, getattr(config, key))
+    sizes = {key: request.get(key, getattr(AttackConfig, key)) for key in ("samples", "held_out")}  # latents
+    for key, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"'{key}' must be a whole number of latents.")
-        setattr(config, key, value)
-    config.check()
+    lora = load_lora(_lora_in_folder(host.lora_folder(), name))
+    config = attack_config(lora.metadata, concept, tuple(attacks), float(budget), seed, **sizes)
     callbacks = host.callbacks()
     try:
         with borrowed_model(host.sd_model(), host.active_networks(), host.load_model_gpu(), host.clip_skip()) as b:

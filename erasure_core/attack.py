@@ -38,6 +38,7 @@ from .cancel import cancellable, checkpoint, phase
 from .errors import ConfigError, ModelError
 from .lora.adapter import LoraWeights, edit_disabled, load_lora_weights, remove_lora
 from .neighbours import nearest_words
+from .robust import SoftAdversary
 from .sampling import ddim_sample, ddim_timesteps
 
 ATTACKS = ("sweep", "discrete", "soft")
@@ -53,7 +54,8 @@ NONSENSE = ("qzxv wrtk", "blorf gnim", "xkcd pflu")
 
 @dataclass
 class AttackConfig:
-    """What to attack and how hard. `budget_s` bounds the whole audit (the sampling of the trials included)."""
+    """What to attack and how hard. `budget_s` counts from the start, so the time the trials' sampling takes is
+    the attacks' less; the sampling itself is not cut short, and alone it can outlast a small budget."""
 
     concept: str
     attacks: tuple[str, ...] = ATTACKS
@@ -229,7 +231,8 @@ def attack(
     try:
         with cancellable(should_stop), phase("attack"):
             say("sampling the concept's latents with the original model")
-            fit = _Trials(backend, config, config.samples, config.seed)
+            fitted = {"discrete", "soft"} & set(config.attacks)  # the sweep is judged only, never fitted
+            fit = _Trials(backend, config, config.samples, config.seed) if fitted else None
             judge = _Trials(backend, config, config.held_out, config.seed + 1)
             if not judge.known():
                 raise ModelError(
@@ -264,7 +267,7 @@ def _floats(values: torch.Tensor) -> list[float]:
 
 
 @torch.no_grad()
-def _sweep(backend: Backend, config: AttackConfig, fit: _Trials, judge: _Trials, until: float) -> AttackResult:
+def _sweep(backend: Backend, config: AttackConfig, fit: _Trials | None, judge: _Trials, until: float) -> AttackResult:
     vocabulary = backend.vocabulary()[: config.vocabulary_limit]
     concepts = backend.encode_prompts([config.concept])
     (near,) = nearest_words(backend, concepts, vocabulary, config.sweep_words, {config.concept.lower()})
@@ -290,11 +293,8 @@ def _discrete(backend: Backend, config: AttackConfig, fit: _Trials, judge: _Tria
     def prompt_of(words: list[str]) -> str:
         return " ".join([*words, config.concept])
 
-    def loss_of(cond: Conditioning) -> torch.Tensor:
-        return fit.mismatch(cond)
-
     with torch.no_grad():
-        best = float(loss_of(backend.encode_prompts([prompt_of(prefix)])))
+        best = float(fit.mismatch(backend.encode_prompts([prompt_of(prefix)])))
     rounds = 0
     while time.perf_counter() < until:
         improved = False
@@ -305,7 +305,7 @@ def _discrete(backend: Backend, config: AttackConfig, fit: _Trials, judge: _Tria
             current = backend.encode_prompts([prompt_of(prefix)])
             context = current.context.detach().clone().requires_grad_(True)
             with torch.enable_grad():
-                loss = loss_of(Conditioning(context, current.pooled, current.lengths))
+                loss = fit.mismatch(Conditioning(context, current.pooled, current.lengths))
                 (gradient,) = torch.autograd.grad(loss, [context])
             estimates = []
             with torch.no_grad():
@@ -319,7 +319,7 @@ def _discrete(backend: Backend, config: AttackConfig, fit: _Trials, judge: _Tria
                 for index in order.tolist():
                     checkpoint("attack")
                     words = [*prefix[:position], vocabulary[index], *prefix[position + 1 :]]
-                    value = float(loss_of(backend.encode_prompts([prompt_of(words)])))
+                    value = float(fit.mismatch(backend.encode_prompts([prompt_of(words)])))
                     if value < best:
                         best, prefix, improved = value, words, True
         rounds += 1
@@ -339,27 +339,18 @@ def _discrete(backend: Backend, config: AttackConfig, fit: _Trials, judge: _Tria
 
 
 def _soft(backend: Backend, config: AttackConfig, fit: _Trials, judge: _Trials, until: float) -> AttackResult:
-    start = backend.encode_prompts([config.concept])
-    context = start.context.detach().float().clone()
-    positions = slice(1, 1 + min(config.soft_tokens, context.shape[1] - 1))
-    free = context[:, positions].clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([free], lr=config.soft_lr * float(context.std()))
-
-    def cond() -> Conditioning:
-        full = torch.cat([context[:, : positions.start], free, context[:, positions.stop :]], dim=1)
-        return Conditioning(full.to(start.context.dtype), start.pooled, start.lengths)
-
+    adversary = SoftAdversary(backend.encode_prompts([config.concept]), config.soft_tokens, config.soft_lr)
     steps = 0
     while steps < config.soft_steps and time.perf_counter() < until:
         checkpoint("attack")
         with torch.enable_grad():
-            loss = fit.mismatch(cond())
-            optimizer.zero_grad()
+            loss = fit.mismatch(adversary.prompt(0))
+            adversary.optimizers[0].zero_grad()
             loss.backward()
-        optimizer.step()
+        adversary.optimizers[0].step()
         steps += 1
     with torch.no_grad():
-        final = cond()
+        final = adversary.prompt(0)
         recovery = judge.recovery(final)
     return AttackResult(
         "soft",

@@ -355,9 +355,9 @@ def _run_attack(args: argparse.Namespace) -> int:
 
     lora = load_lora(args.lora)
     attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
-    config = attack_config(lora.metadata, args.concept or "", attacks, args.budget, args.seed)
-    config.samples, config.held_out = args.samples, args.held_out
-    config.check()  # before the model loads
+    config = attack_config(  # checked before the model loads
+        lora.metadata, args.concept or "", attacks, args.budget, args.seed, args.samples, args.held_out
+    )
     backend = _load_backend(args)
     weights = lora_weights_for(backend, lora)
     report = run_attack(backend, weights, config, on_progress=lambda text: print(text, file=sys.stderr))

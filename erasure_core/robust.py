@@ -24,9 +24,11 @@ if TYPE_CHECKING:
 
 
 class SoftAdversary:
-    """One soft prompt per erased concept, each with its own Adam."""
+    """One soft prompt per erased concept, each with its own Adam: the concept's context with `tokens` positions after
+    the first set free (the attack audit's soft attack optimises the same)."""
 
     def __init__(self, erased: Conditioning, tokens: int, lr: float) -> None:
+        self.dtype = erased.context.dtype
         self.base = erased.context.detach().float()
         self.pooled, self.lengths = erased.pooled, erased.lengths
         self.positions = slice(1, 1 + max(1, min(tokens, self.base.shape[1] - 1)))
@@ -38,7 +40,7 @@ class SoftAdversary:
         """Erased concept `index`'s soft prompt (differentiable in it)."""
         base = self.base[index : index + 1]
         p = self.positions
-        context = torch.cat([base[:, : p.start], self.free[index], base[:, p.stop :]], dim=1)
+        context = torch.cat([base[:, : p.start], self.free[index], base[:, p.stop :]], dim=1).to(self.dtype)
         select = slice(index, index + 1)
         return Conditioning(
             context,

@@ -8,7 +8,9 @@ patches. If loading the text encoder makes ComfyUI offload the UNet, the backend
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,30 +101,28 @@ def _model_name(model: Any) -> str:
     return type(getattr(model.model, "model_config", model.model)).__name__
 
 
-def audit_on_model(model: Any, clip: Any, lora: LoraFile, config: EraseConfig, extra: tuple[str, ...] = ()):
-    """The audit of `lora` on `model` (a clone is loaded; Cancel raises ComfyUI's interrupt)."""
+@contextlib.contextmanager
+def _loaded_clone(model: Any, clip: Any) -> Iterator[ComfyBackend]:
+    """A clone of `model` loaded as a backend, outside inference mode; Cancel raises ComfyUI's interrupt."""
     backend = ComfyBackend(model.clone(), clip)
     try:
         with torch.inference_mode(False):
             backend.load()
             try:
-                return run_audit(backend, lora, config, extra, should_stop=mm.processing_interrupted)
+                yield backend
             except Cancelled as exc:
                 raise mm.InterruptProcessingException() from exc
     finally:
         mm.soft_empty_cache()
+
+
+def audit_on_model(model: Any, clip: Any, lora: LoraFile, config: EraseConfig, extra: tuple[str, ...] = ()):
+    """The audit of `lora` on `model` (a clone is loaded; Cancel raises ComfyUI's interrupt)."""
+    with _loaded_clone(model, clip) as backend:
+        return run_audit(backend, lora, config, extra, should_stop=mm.processing_interrupted)
 
 
 def attack_on_model(model: Any, clip: Any, lora: LoraFile, config: AttackConfig) -> AttackReport:
     """The recovery-attack audit of `lora` on `model` (a clone is loaded; Cancel raises ComfyUI's interrupt)."""
-    backend = ComfyBackend(model.clone(), clip)
-    try:
-        with torch.inference_mode(False), torch.enable_grad():
-            backend.load()
-            try:
-                weights = lora_weights_for(backend, lora)
-                return run_attack(backend, weights, config, should_stop=mm.processing_interrupted)
-            except Cancelled as exc:
-                raise mm.InterruptProcessingException() from exc
-    finally:
-        mm.soft_empty_cache()
+    with _loaded_clone(model, clip) as backend, torch.enable_grad():
+        return run_attack(backend, lora_weights_for(backend, lora), config, should_stop=mm.processing_interrupted)

@@ -134,15 +134,22 @@ def audit_config(metadata: Mapping[str, str], erase_text: str, samples: int, see
 
 
 def attack_config(
-    metadata: Mapping[str, str], concept: str, attacks: tuple[str, ...], budget_s: float, seed: int
+    metadata: Mapping[str, str],
+    concept: str,
+    attacks: tuple[str, ...],
+    budget_s: float,
+    seed: int,
+    samples: int = AttackConfig.samples,
+    held_out: int = AttackConfig.held_out,
 ) -> AttackConfig:
-    """What the attack audit attacks: `concept` if typed, else the one concept the LoRA erased (our metadata)."""
+    """What the attack audit attacks, checked: `concept` if typed, else the one concept the LoRA erased (our
+    metadata)."""
     erased = erasure_info(metadata).get("erased") or []
     name = concept.strip() or (erased[0] if len(erased) == 1 else "")
     if not name:
         named = ", ".join(erased) if erased else "no concept in its metadata"
         raise ConfigError(f"Name the erased concept to bring back (this LoRA erased {named}).")
-    config = AttackConfig(name, attacks, budget_s=float(budget_s), seed=seed)
+    config = AttackConfig(name, attacks, budget_s=float(budget_s), samples=samples, held_out=held_out, seed=seed)
     config.check()
     return config
 
