@@ -61,7 +61,8 @@ def generate_latents(
     else:
         unique = sorted(set(prompts))
         conds = backend.encode_prompts(unique)
-        keys = [unique.index(p) for p in prompts]
+        index = {p: i for i, p in enumerate(unique)}
+        keys = [index[p] for p in prompts]
     out = []
     for start in range(0, len(seeds), _BATCH):
         chunk_keys, chunk_seeds = keys[start : start + _BATCH], seeds[start : start + _BATCH]
