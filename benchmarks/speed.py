@@ -27,7 +27,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import tempfile
 import threading
 import time
@@ -43,6 +42,7 @@ from erasure_core.callbacks import INFO_PHASE, INFO_UNET_EVALS, Callbacks
 from erasure_core.cancel import current_phase
 from erasure_core.config import EraseConfig, setting_names
 from erasure_core.distance_cache import CACHE_ENV
+from erasure_core.loading import machine_name
 from erasure_core.lora.export import LoraFile
 from erasure_core.trainer import EraseResult
 
@@ -318,12 +318,6 @@ def reference_rows(reports: list[dict[str, Any]]) -> dict[tuple[str, str, str], 
     }
 
 
-def _machine(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(device)
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="small,miniworld", help=f"comma-separated: {', '.join(MODELS)}")
@@ -357,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := sorted(set(models) - set(MODELS)):
         raise SystemExit(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
     methods = args.methods.split(",")
-    print(f"Machine: {_machine(args.device)}\n\n{HEADER}", flush=True)
-    report: dict[str, Any] = {"machine": _machine(args.device), "overrides": overrides, "models": {}}
+    print(f"Machine: {machine_name(args.device, threads=True)}\n\n{HEADER}", flush=True)
+    report: dict[str, Any] = {"machine": machine_name(args.device, threads=True), "overrides": overrides, "models": {}}
 
     def save() -> None:
         if args.json:

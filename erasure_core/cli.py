@@ -10,33 +10,26 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
-import platform
 import sys
 import typing
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from . import jsonsafe
 from .attack import ATTACKS, AttackConfig
 from .attack import attack as run_attack
 from .callbacks import INFO_CONCEPT, INFO_FOUND, INFO_LOSS, INFO_PHASE, Callbacks
-from .config import CONFIG_CLASSES, EraseConfig, is_closed_form, make_config, method_defaults
-from .defaults import DEMO_OVERRIDES
-from .demo import load_demo
+from .config import CONFIG_CLASSES, EraseConfig, make_config, method_defaults
 from .errors import ConfigError, ErasureError, ModelError
-from .files import atomic_write
+from .files import atomic_write, write_json
 from .frontend.settings import attack_config, attack_text
 from .frontend.verdict import made_on_scores, transfer_verdict
+from .loading import DEMO_MODEL, DTYPES, check_device, default_device, load_model, machine_name, with_demo_recipe
 from .lora.export import load_lora
 from .monitor import LastErasure
+from .preview import write_before_after
 from .resume import load_state, save_state
 from .trainer import erase, export_lora, run_audit
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-DEMO_MODEL = "demo"
 # Options written by hand below rather than generated from config fields.
 _HAND_WRITTEN = {"erase", "keep", "vocabulary"}
 
@@ -95,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--vocabulary", help="EAP/AGE candidate words: a text file (one per line) or comma-separated words"
     )
-    run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    run.add_argument("--device", default=default_device(), help="torch device")
     run.add_argument(
         "--dtype", default="fp32", choices=sorted(DTYPES), help="model precision (LoRA weights stay fp32)"
     )
@@ -127,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_format_options(audit)
     audit.add_argument("--lora", required=True, help="LoRA file to audit")
     audit.add_argument("--prompt", action="append", default=[], help="extra prompt to check for side effects")
-    audit.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    audit.add_argument("--device", default=default_device())
     audit.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
     audit.add_argument("--samples", type=int, default=2, help="latents per prompt")
     audit.add_argument("--report", help="write the audit as JSON here")
@@ -141,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--samples", type=int, default=AttackConfig.samples, help="latents the attacks fit on")
     attack.add_argument("--held-out", type=int, default=AttackConfig.held_out, help="latents they are judged on")
     attack.add_argument("--seed", type=int, default=AttackConfig.seed)
-    attack.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    attack.add_argument("--device", default=default_device())
     attack.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
     attack.add_argument("--report", help="write the results as JSON here (the soft attack's embedding beside it)")
     bake = sub.add_parser("apply", help="merge an erasure LoRA into a single-file checkpoint, written as a new file")
@@ -149,6 +142,19 @@ def build_parser() -> argparse.ArgumentParser:
     bake.add_argument("--lora", required=True, help="erasure LoRA file (.safetensors)")
     bake.add_argument("--strength", type=float, default=1.0, help="LoRA strength to merge at (default: 1)")
     bake.add_argument("--out", required=True, help="the new checkpoint (.safetensors); an existing file is refused")
+    batch = sub.add_parser(
+        "batch", help="run a job file: many concept sets x many checkpoints, here or on a Ray cluster"
+    )
+    batch.add_argument("jobs", help="the job file (.toml; see docs/batch.md)")
+    batch.add_argument("--output", help="output folder (default: the job file's 'output')")
+    batch.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="send each job to a Ray cluster (HOST:PORT or ray://HOST:PORT), or 'auto' to start a local Ray "
+        "instance; needs `pip install ray`",
+    )
+    batch.add_argument("--ray-cpus", type=int, help="CPUs of the local Ray instance --ray auto starts (default: all)")
+    batch.add_argument("--dry-run", action="store_true", help="check the job file and list the jobs; run nothing")
     tiny = sub.add_parser(
         "make-tiny-model", help="write a tiny random SD-shaped model to try the tool without weights"
     )
@@ -158,34 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_device(device: str) -> None:
-    """A clear message for a device this machine does not have, before anything loads."""
-    try:
-        kind = torch.device(device).type
-    except RuntimeError:
-        raise ConfigError(f"--device {device!r} is not a torch device; use cpu, cuda, cuda:1 or mps.") from None
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"--device {device}: this machine has no CUDA device torch can use (no NVIDIA GPU, or a CPU-only torch "
-            "build); use --device cpu."
-        )
-    if (
-        kind == "cuda"
-        and torch.device(device).index is not None
-        and torch.device(device).index >= torch.cuda.device_count()
-    ):
-        raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s).")
-    if kind == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"--device {device}: MPS (Apple GPU) is not available here; use --device cpu.")
-
-
 def _load_backend(args: argparse.Namespace) -> Any:
     """The backend, with the model's autoencoder as `backend.vae` where there is one (for the preview grid)."""
-    if args.model == DEMO_MODEL:
-        return load_demo(args.device).backend
-    from .backends.diffusers_backend import load_diffusers_model
-
-    return load_diffusers_model(args.model, args.device, DTYPES[args.dtype], args.config_dir, args.prediction_type)
+    return load_model(args.model, args.device, args.dtype, args.config_dir, args.prediction_type)
 
 
 def _vocabulary(value: str | None) -> tuple[str, ...] | None:
@@ -200,9 +181,8 @@ def _vocabulary(value: str | None) -> tuple[str, ...] | None:
 def _config_from_args(args: argparse.Namespace) -> EraseConfig:
     fields = {f.name for f in dataclasses.fields(CONFIG_CLASSES[args.method])}
     settings = {name: getattr(args, name) for name in fields - _HAND_WRITTEN if getattr(args, name, None) is not None}
-    if args.model == DEMO_MODEL and not is_closed_form(args.method):
-        demo = {k: v for k, v in DEMO_OVERRIDES.items() if k in fields}
-        settings = {**demo, **settings}  # the demo's shorter recipe, unless the user set a value
+    if args.model == DEMO_MODEL:
+        settings = with_demo_recipe(args.method, settings)
     generic = {f.name for cls in CONFIG_CLASSES.values() for f in dataclasses.fields(cls)} - fields - _HAND_WRITTEN
     if stray := sorted(n for n in generic if getattr(args, n, None) is not None):
         raise ConfigError(f"--{stray[0].replace('_', '-')} does not apply to --method {args.method}.")
@@ -213,15 +193,10 @@ def _config_from_args(args: argparse.Namespace) -> EraseConfig:
     return make_config(args.method, erase=tuple(args.erase), keep=tuple(args.keep), **settings)
 
 
-def _write_json(path: str, data: dict[str, Any]) -> None:
-    with atomic_write(path) as tmp:
-        tmp.write_text(jsonsafe.dumps(data, indent=2, default=str))
-
-
-def _progress_callbacks(total: int) -> tuple[Callbacks, Any]:
+def _progress_callbacks(total: int, desc: str = "erasing", **bar_options: Any) -> tuple[Callbacks, Any]:
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc="erasing", unit="step", dynamic_ncols=True)
+    bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, **bar_options)
     erasure = LastErasure()
 
     def on_step(step: int, steps: int, info: dict[str, Any]) -> None:
@@ -233,7 +208,7 @@ def _progress_callbacks(total: int) -> tuple[Callbacks, Any]:
         if info.get(INFO_PHASE) == "audit":
             bar.set_description("auditing")
             return
-        bar.set_description("erasing", refresh=False)
+        bar.set_description(desc, refresh=False)
         bar.n = step
         postfix = {"loss": f"{info[INFO_LOSS]:.4g}"} if INFO_LOSS in info else {}
         if INFO_CONCEPT in info:
@@ -276,7 +251,7 @@ def _run_erase(args: argparse.Namespace) -> int:
         save_state(result.training_state, out)
     report = result.report()
     if preview:
-        report["preview"] = str(_write_preview(backend, result, out.with_suffix(".png")))
+        report["preview"] = str(write_before_after(backend, result, out.with_suffix(".png")))
     if result.audit is not None:
         print(result.audit.table())
     if "preview" in report:
@@ -293,35 +268,9 @@ def _run_erase(args: argparse.Namespace) -> int:
     )
     if args.report:
         report["output"] = str(out)
-        report["machine"] = _machine(args.device)
-        _write_json(args.report, report)
+        report["machine"] = machine_name(args.device)
+        write_json(args.report, report)
     return 0
-
-
-def _machine(device: str) -> str:
-    """Where a report's seconds were measured."""
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(device)
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
-
-
-def _write_preview(backend: Any, result: Any, path: Path) -> Path:
-    """Before/after grid next to the LoRA: the erased, kept and neighbour concepts, each row labelled with its role;
-    the same seeds before and after."""
-    from .preview import generate_images, image_grid, preview_rows, row_label
-
-    rows = preview_rows(result.config.erase, result.config.keep, result.neighbours)
-    prompts = [prompt for _, prompt in rows]
-    seeds = [0, 1, 2]
-    grid_prompts = [p for p in prompts for _ in seeds]
-    before = generate_images(backend, backend.vae, grid_prompts, seeds * len(prompts))
-    after = generate_images(backend, backend.vae, grid_prompts, seeds * len(prompts), lora=result.weights)
-    n = len(seeds)
-    cells = [[*before[i * n : (i + 1) * n], *after[i * n : (i + 1) * n]] for i in range(len(prompts))]
-    columns = [f"before {s}" for s in seeds] + [f"after {s}" for s in seeds]
-    with atomic_write(path) as tmp:
-        image_grid(cells, [row_label(*row) for row in rows], columns).save(tmp, format="PNG")
-    return path
 
 
 def _run_audit(args: argparse.Namespace) -> int:
@@ -344,7 +293,7 @@ def _run_audit(args: argparse.Namespace) -> int:
     held, verdict = transfer_verdict(report, config.erased_at, Path(args.model).name, reference)
     print(verdict)
     if args.report:
-        _write_json(args.report, {**report.to_dict(), "held": held, "verdict": verdict})
+        write_json(args.report, {**report.to_dict(), "held": held, "verdict": verdict})
     return 0
 
 
@@ -364,14 +313,14 @@ def _run_attack(args: argparse.Namespace) -> int:
     print(attack_text(report))
     if args.report:
         data = {**report.to_dict(), "model": Path(args.model).name, "lora": Path(args.lora).name}
-        data["machine"] = _machine(args.device)
+        data["machine"] = machine_name(args.device)
         soft = next((a for a in report.attacks if a.embedding is not None), None)
         if soft is not None:
             path = Path(args.report).with_suffix(".soft.safetensors")
             with atomic_write(path) as tmp:
                 save_file({"context": soft.embedding.contiguous()}, str(tmp), {"concept": config.concept})
             data["attacks"]["soft"]["embedding_file"] = str(path)
-        _write_json(args.report, data)
+        write_json(args.report, data)
     return 0
 
 
@@ -387,6 +336,64 @@ def _run_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+class _BatchBars:
+    """The batch's progress in the terminal: one bar for the whole batch, one for the job that runs."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.job_bar: Any = None
+
+    def start(self, total: int, finished_before: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, initial=finished_before, desc="batch", unit="job", dynamic_ncols=True)
+
+    def job_callbacks(self, job: Any) -> Callbacks:
+        callbacks, self.job_bar = _progress_callbacks(job.config.total_steps, job.name, position=1, leave=False)
+        return callbacks
+
+    def job_ended(self, job: Any, row: Any) -> None:
+        if self.job_bar is not None:
+            self.job_bar.close()
+            self.job_bar = None
+        self.bar.write(f"{job.name}: {row.status}" + (f": {row.error}" if row.error else ""))
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.job_bar is not None:
+            self.job_bar.close()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    from .batch import load_job_file, run_batch
+    from .batch.runner import plan_rows
+    from .batch.store import OutputFolder
+    from .batch.summary import FAILED, FINISHED_BEFORE, SUMMARY_MD
+
+    plan = load_job_file(args.jobs, args.output)
+    if args.dry_run:
+        rows, _ = plan_rows(plan, OutputFolder(plan.output))
+        for row in rows:
+            print(f"{row.job}: {'finished before, skipped' if row.status == FINISHED_BEFORE else 'to run'}")
+        print(f"{len(rows)} jobs; results would go to {plan.output}")
+        return 0
+    cluster = None
+    if args.ray:
+        from .batch.cluster import RayCluster
+
+        cluster = RayCluster(args.ray, args.ray_cpus)
+    rows = run_batch(plan, _BatchBars(), cluster)
+    failed = [r for r in rows if r.status == FAILED]
+    short = [r for r in rows if r.record.get("all_erased") is False]
+    print(
+        f"{len(rows)} jobs, {len(failed)} failed, {len(short)} with a concept not erased; summary: "
+        f"{plan.output / SUMMARY_MD}"
+    )
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
@@ -398,8 +405,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "apply":
             return _run_apply(args)
+        if args.command == "batch":
+            return _run_batch(args)
         if getattr(args, "device", None) is not None:
-            _check_device(args.device)
+            check_device(args.device)
         if args.command == "attack":
             return _run_attack(args)
         return _run_erase(args) if args.command == "erase" else _run_audit(args)

@@ -8,6 +8,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -41,3 +42,11 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """`data` as JSON every parser reads (non-finite numbers as null), written atomically."""
+    from . import jsonsafe
+
+    with atomic_write(path) as tmp:
+        tmp.write_text(jsonsafe.dumps(data, indent=2, default=str))

@@ -7,13 +7,19 @@ from a seeded CPU generator, so "before" and "after" start from identical noise.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .backends.base import Backend, Conditioning
+from .files import atomic_write
 from .lora.adapter import LoraWeights, load_lora_weights, remove_lora
 from .sampling import ddim_sample, ddim_timesteps
+
+if TYPE_CHECKING:  # the trainer imports this module
+    from .trainer import EraseResult
 
 _BATCH = 64
 PREVIEW_ROWS = 8  # prompts in a before/after grid
@@ -126,3 +132,21 @@ def image_grid(
             tile = Image.fromarray(image).resize((cell_w, cell_h), Image.Resampling.NEAREST)
             grid.paste(tile, (label_w + j * cell_w, header + i * cell_h))
     return grid
+
+
+def write_before_after(backend: Backend, result: EraseResult, path: str | Path) -> Path:
+    """A before/after grid of a finished run as a PNG (written atomically): the erased, kept and neighbour concepts,
+    each row labelled with its role, the same seeds before and after. Needs the model's autoencoder (`backend.vae`)."""
+    rows = preview_rows(result.config.erase, result.config.keep, result.neighbours)
+    prompts = [prompt for _, prompt in rows]
+    seeds = [0, 1, 2]
+    grid_prompts = [p for p in prompts for _ in seeds]
+    before = generate_images(backend, backend.vae, grid_prompts, seeds * len(prompts))
+    after = generate_images(backend, backend.vae, grid_prompts, seeds * len(prompts), lora=result.weights)
+    n = len(seeds)
+    cells = [[*before[i * n : (i + 1) * n], *after[i * n : (i + 1) * n]] for i in range(len(prompts))]
+    columns = [f"before {s}" for s in seeds] + [f"after {s}" for s in seeds]
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        image_grid(cells, [row_label(*row) for row in rows], columns).save(tmp, format="PNG")
+    return path

@@ -32,6 +32,7 @@ from erasure_core.config import setting_names
 from erasure_core.defaults import MINIWORLD_RECIPE
 from erasure_core.demo import DemoModel, load_demo
 from erasure_core.distance_cache import CACHE_ENV
+from erasure_core.loading import machine_name
 from erasure_core.lora.adapter import LoraWeights
 from erasure_core.preview import generate_images, image_grid
 
@@ -523,18 +524,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "world": world.name,
         "settings": {k: v for k, v in asdict(bench).items() if k not in ("overrides", "world")}
         | {"overrides": bench.overrides},
-        "machine": _machine(args.device),
+        "machine": machine_name(args.device),
     }
     return report
-
-
-def _machine(device: str) -> str:
-    import os
-    import platform
-
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
 
 
 def build_parser() -> argparse.ArgumentParser:
