@@ -23,6 +23,13 @@ def test_engine_imports_no_host() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_ray_stays_optional() -> None:
+    """Only `batch --ray` needs Ray: the engine, the CLI and the batch runner import without it."""
+    code = "import sys, erasure_core, erasure_core.cli, erasure_core.batch; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_public_api_is_listed() -> None:
     for name in erasure_core.__all__:
         assert hasattr(erasure_core, name), name
