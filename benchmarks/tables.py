@@ -7,7 +7,8 @@ A generated table sits between `<!-- table:NAME -->` and `<!-- /table -->` in a 
 result files make it and how: `Table` (rows and columns of benchmark reports), `Comparison` (a recipe against
 another, `benchmarks/miniworld/compare_recipes.py`), `SpeedReports` (`python -m benchmarks.speed --show`),
 `SpeedSummary` (a few rows of those), `ComfySpeed` (`benchmarks/comfyui_speed.py`), `CommandOutput` (the quick
-start's output, `benchmarks/quickstart.sh`) and `MiniworldTasks` (the first miniature world's task tables).
+start's output, `benchmarks/quickstart.sh`), `MiniworldTasks` (the first miniature world's task tables), `BatchCost`
+(a batch's jobs, `benchmarks/batch_study.sh`) and `BatchScale` (a fleet's projected GPU time).
 """
 
 from __future__ import annotations
@@ -251,6 +252,81 @@ class MiniworldTasks:
         return tables().rstrip("\n")
 
 
+@dataclass(frozen=True)
+class BatchCost:
+    """What each job of a batch cost, from the `summary.json` of runs of one job file (`benchmarks/batch_study.sh`),
+    side by side."""
+
+    doc: str
+    files: tuple[tuple[str, str], ...]  # (column label, file under benchmarks/results)
+
+    def render(self) -> str:
+        runs = [(label, json.loads((RESULTS / f).read_text())) for label, f in self.files]
+        labels = [label for label, _ in runs]
+        lines = [
+            "| job | method | erasure | " + " | ".join(f"seconds {label}" for label in labels) + " | UNet evals |",
+            "|---" * (4 + len(labels)) + "|",
+        ]
+        first = runs[0][1]["jobs"]
+        for i, job in enumerate(first):
+            erasure = ", ".join(f"{c} {v:.2f}" for c, v in job["erasure"].items())
+            seconds = " | ".join(f"{run['jobs'][i]['seconds']:.1f}" for _, run in runs)
+            lines.append(f"| {job['job']} | {job['method'].upper()} | {erasure} | {seconds} | {job['unet_evals']:,} |")
+        walls = " | ".join(f"**{run['seconds']:.1f}**" for _, run in runs)
+        lines.append(f"| **whole batch** (wall) | | | {walls} | |")
+        machines = sorted({j["machine"] for _, run in runs for j in run["jobs"]})
+        sources = ", ".join(f"`benchmarks/results/{f}`" for _, f in self.files)
+        return "\n".join(lines) + f"\n\nFrom {sources}; run on {', '.join(machines)}."
+
+
+@dataclass(frozen=True)
+class BatchScale:
+    """A fleet's projected GPU time from the speed study's measured seconds per concept (SDXL, one GPU), against
+    the same method's seconds with and without the latent pool on SD1.5 on that GPU."""
+
+    doc: str
+    concepts: int
+    checkpoints: int
+    gpus: tuple[int, ...]
+    fresh: str  # the SDXL report (every latent sampled fresh)
+    sd15_fresh: str
+    sd15_pool: str
+
+    def render(self) -> str:
+        reports = {f: json.loads((RESULTS / f).read_text()) for f in (self.fresh, self.sd15_fresh, self.sd15_pool)}
+        sdxl = reports[self.fresh]["models"]["sdxl"]["methods"]
+        sd15 = reports[self.sd15_fresh]["models"]["sd15"]["methods"]
+        pool = reports[self.sd15_pool]["models"]["sd15"]["methods"]
+        lines = [
+            f"| method | SDXL s per concept, measured | with the latent pool, estimated | "
+            f"{self.concepts} concepts x {self.checkpoints} checkpoints, GPU-hours | "
+            + " | ".join(f"hours on {n} GPUs" for n in self.gpus)
+            + " |",
+            "|---" * (4 + len(self.gpus)) + "|",
+        ]
+        for method, rows in sdxl.items():
+            measured = rows["default"]["projected_s"]
+            if method == "uce":  # one closed-form solve per checkpoint for the whole concept set
+                per, estimate, jobs = measured, measured, self.checkpoints
+                label = "UCE (one solve per checkpoint)"
+            else:
+                ratio = pool[method]["default"]["projected_s"] / sd15[method]["default"]["projected_s"]
+                per, estimate, jobs = measured, measured * ratio, self.checkpoints * self.concepts
+                label = method.upper()
+            hours = [jobs * per / 3600, jobs * estimate / 3600]
+
+            def both(h: list[float], n: int = 1) -> str:
+                cells = [f"{v / n:,.0f}" if v / n >= 10 else f"{v / n:.1f}" for v in h]
+                return cells[0] if h[0] == h[1] else " / ".join(cells)
+
+            lines.append(
+                f"| {label} | {per:,.0f} | {estimate:,.0f} | {both(hours)} | "
+                + " | ".join(both(hours, n) for n in self.gpus)
+                + " |"
+            )
+        return "\n".join(lines) + _source(tuple(reports), list(reports.values()))
+
+
 def _methods(reports: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """Every method of the reports, the unedited model first; a method in a later report replaces an earlier one's
     (the defaults' run of some methods beside another run of the rest)."""
@@ -343,7 +419,18 @@ NOT_RUN = "Not run yet."  # the body of a table whose study has no results yet
 
 ONE_CONCEPT = ("ESR-1", "synonym-leak", "nearest-PSR-1", "neighbour-PSR-1", "far-PSR-1", "steps_trained", "seconds")
 FIVE_CONCEPTS = ("ESR-1", "PSR-1", "neighbour-PSR-1", "far-PSR-1", "steps_trained", "seconds")
-TABLES: dict[str, Table | Comparison | SpeedReports | SpeedSummary | ComfySpeed | CommandOutput | MiniworldTasks] = {
+TABLES: dict[
+    str,
+    Table
+    | Comparison
+    | SpeedReports
+    | SpeedSummary
+    | ComfySpeed
+    | CommandOutput
+    | MiniworldTasks
+    | BatchCost
+    | BatchScale,
+] = {
     "stopping-choice": Table(
         "docs/worlds.md",
         tuple(f"stopping/choose_objects_esd_erased_at_{at}.json" for at in ("0.6", "0.7", "0.8")),
@@ -777,6 +864,18 @@ TABLES: dict[str, Table | Comparison | SpeedReports | SpeedSummary | ComfySpeed 
         ("worlds/icons_neighbours.json", "worlds/icons_neighbours_eap_age.json", "worlds/icons_neighbours_age.json"),
         ONE_CONCEPT,
         _methods,
+    ),
+    "batch-cost": BatchCost(
+        "docs/batch.md", (("here", "batch/example_here.json"), ("on Ray (2 CPUs)", "batch/example_ray.json"))
+    ),
+    "batch-scale": BatchScale(
+        "docs/batch.md",
+        concepts=50,
+        checkpoints=200,
+        gpus=(8, 64),
+        fresh="speed_sdxl_h100.json",
+        sd15_fresh="speed_sd15_h100.json",
+        sd15_pool="speed_sd15_pool_h100.json",
     ),
     "readme-speed": SpeedSummary(
         "README.md",

@@ -16,7 +16,7 @@ from typing import Any
 from ..attack import ATTACKS
 from ..attack import attack as run_attack
 from ..callbacks import Callbacks
-from ..errors import ConfigError
+from ..errors import ConfigError, ErasureError
 from ..files import write_json
 from ..frontend.settings import attack_config
 from ..loading import load_model, machine_name
@@ -73,13 +73,17 @@ def run_job(job: Job, folder: Path, device: str, callbacks: Callbacks | None = N
 
 
 def _attack(job: Job, backend: Any, lora_path: Path) -> dict[str, Any]:
-    """The recovery-attack audit of each erased concept, `attack_budget` seconds each."""
+    """The recovery-attack audit of each erased concept, `attack_budget` seconds each. A concept the audit refuses
+    (one the model never drew) is reported with the reason; the job's LoRA stands."""
     lora = load_lora(lora_path)
     weights = lora_weights_for(backend, lora)
-    reports = {}
+    reports: dict[str, Any] = {}
     for concept in job.config.erase:
         config = attack_config(lora.metadata, concept, ATTACKS, job.outputs.attack_budget, job.config.seed or 0)
-        reports[concept] = run_attack(backend, weights, config).to_dict()
+        try:
+            reports[concept] = run_attack(backend, weights, config).to_dict()
+        except ErasureError as exc:
+            reports[concept] = {"error": str(exc)}
     return reports
 
 
@@ -107,7 +111,7 @@ def record(
         "unet_evals": result.unet_evals,
         "stop_reason": result.stop_reason(),
         "not_erased": result.not_erased,
-        "attack_success": {c: a["success_rate"] for c, a in attacks.items()},
+        "attack_success": {c: a.get("success_rate") for c, a in attacks.items()},  # None: refused (attack.json)
         "files": files,
         "machine": machine_name(device),
         "worker": {"host": socket.gethostname(), "pid": os.getpid(), "python": platform.python_version()},

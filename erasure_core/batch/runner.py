@@ -4,13 +4,14 @@ ones an earlier run finished; a job that fails is reported and the others go on.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..callbacks import Callbacks
 from ..errors import ErasureError
-from ..loading import check_device, default_device
+from ..loading import check_device, default_device, machine_name
 from .job import load_job_model, run_job
 from .jobfile import BatchPlan, Job
 from .keys import job_key, model_fingerprint
@@ -66,7 +67,6 @@ def run_batch(
     plan: BatchPlan,
     progress: Progress | None = None,
     cluster: Any = None,
-    on_rows: Callable[[list[Row]], None] | None = None,
 ) -> list[Row]:
     """Run the plan's unfinished jobs and write the summary (after every job, so an interrupted batch has one too).
     `cluster`: a `cluster.RayCluster` to send the jobs to instead of running them here."""
@@ -78,19 +78,22 @@ def run_batch(
     if cluster is not None:
         cluster.connect()  # an unreachable address fails here, before anything is written
     folder = OutputFolder(plan.output)
+    runner = f"Ray ({cluster.address})" if cluster is not None else f"this machine ({machine_name(device)})"
+    started = time.perf_counter()
     with folder.session():
         rows, pending = plan_rows(plan, folder)
         index = {row.job: i for i, row in enumerate(rows)}
 
+        def summarise() -> None:
+            write_summary(folder.root, rows, str(plan.source), runner, time.perf_counter() - started)
+
         def finish(job: Job, row: Row) -> None:
             rows[index[job.name]] = row
-            write_summary(folder.root, rows, str(plan.source))
+            summarise()
             progress.job_ended(job, row)
-            if on_rows is not None:
-                on_rows(rows)
 
         progress.start(len(rows), len(rows) - len(pending))
-        write_summary(folder.root, rows, str(plan.source))
+        summarise()
         try:
             if cluster is not None:
                 cluster.run(plan, pending, folder, finish)

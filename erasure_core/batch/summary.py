@@ -57,7 +57,8 @@ def _note(row: Row) -> str:
     if row.record.get("not_erased"):
         notes.append("not erased: " + ", ".join(row.record["not_erased"]))
     if attack := row.record.get("attack_success"):
-        notes.append("attack success " + ", ".join(f"{c} {100 * v:.0f}%" for c, v in attack.items()))
+        rates = ", ".join(f"{c} {'refused' if v is None else f'{100 * v:.0f}%'}" for c, v in attack.items())
+        notes.append(f"attack success {rates}")
     return "; ".join(notes)
 
 
@@ -90,7 +91,9 @@ def markdown(rows: Sequence[Row], source: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(folder: Path, rows: Sequence[Row], source: str) -> None:
-    write_json(folder / SUMMARY_JSON, {"source": source, "engine": __version__, "jobs": [r.to_dict() for r in rows]})
+def write_summary(folder: Path, rows: Sequence[Row], source: str, runner: str = "", seconds: float = 0.0) -> None:
+    """`runner`: where the jobs ran (this machine, or a Ray address); `seconds`: the batch's wall time so far."""
+    data = {"source": source, "engine": __version__, "runner": runner, "seconds": round(seconds, 1)}
+    write_json(folder / SUMMARY_JSON, {**data, "jobs": [r.to_dict() for r in rows]})
     with atomic_write(folder / SUMMARY_MD) as tmp:
         tmp.write_text(markdown(rows, source))

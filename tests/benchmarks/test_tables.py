@@ -72,6 +72,8 @@ def test_every_kind_of_table_is_registered_in_a_block_of_its_doc() -> None:
         "ComfySpeed",
         "CommandOutput",
         "MiniworldTasks",
+        "BatchCost",
+        "BatchScale",
     }
     for name, table in tables.TABLES.items():
         assert tables._pattern(name).search((tables.ROOT / table.doc).read_text()), name
@@ -103,3 +105,12 @@ def test_short_report_specs_expand_and_fold_back() -> None:
     assert paths[1:4] == tuple(f"benchmarks/results/miniworld_neighbours_seed{i}.json" for i in (1, 2, 3))
     folded = tables._braced(paths)
     assert sum((tables._expand(f.replace("benchmarks/results/", "R/")) for f in folded), ()) == paths
+
+
+def test_the_fleet_projection_follows_from_the_measured_seconds_per_concept() -> None:
+    table = tables.TABLES["batch-scale"]
+    report = json.loads((tables.RESULTS / table.fresh).read_text())
+    esd = report["models"]["sdxl"]["methods"]["esd"]["default"]["projected_s"]
+    row = next(line for line in table.render().splitlines() if line.startswith("| ESD |"))
+    gpu_hours = table.concepts * table.checkpoints * esd / 3600
+    assert f"| {gpu_hours:,.0f} / " in row and f"| {gpu_hours / 64:,.0f} / " in row

@@ -189,3 +189,21 @@ def test_an_interrupted_batch_leaves_no_half_job_and_finishes_on_the_next_run(
 
     rows = run_batch(plan)
     assert {r.job: r.status for r in rows} == {"tiny/vehicles": "done before", "tiny/animals": "done"}
+
+
+def test_the_demo_model_gets_its_grid_and_attack_audit(tmp_path: Path) -> None:
+    from PIL import Image
+
+    path = tmp_path / "jobs.toml"
+    path.write_text(
+        'output = "out"\n[outputs]\npreview = true\nattack = true\nattack_budget = 10\n'
+        '[[checkpoints]]\npath = "demo"\n[[concepts]]\nname = "fruit"\nmethod = "uce"\nerase = ["apple"]\n'
+    )
+    rows = run_batch(load_job_file(path))
+    assert [r.status for r in rows] == ["done"]
+    folder = tmp_path / "out" / "demo" / "fruit"
+    assert Image.open(folder / "preview.png").size[0] > 0
+    attack = json.loads((folder / "attack.json").read_text())["apple"]
+    assert 0.0 <= attack["success_rate"] <= 1.0 and attack["attacks"]
+    assert rows[0].record["attack_success"] == {"apple": attack["success_rate"]}
+    assert "attack success apple" in (tmp_path / "out" / "summary.md").read_text()
