@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,6 @@ class BatchPlan:
     jobs: tuple[Job, ...]
     device: str = "auto"
     retries: int = 2  # on a cluster: how often a job whose worker was lost is started again elsewhere
-    checkpoints: tuple[Checkpoint, ...] = field(default=(), repr=False)
 
 
 _TOP_KEYS = {"output", "device", "dtype", "retries", "outputs", "checkpoints", "concepts"}
@@ -263,4 +262,4 @@ def load_job_file(path: str | Path, output: str | Path | None = None) -> BatchPl
                 )
             config = job_config(checkpoint, concept_set, job_outputs)
             jobs.append(Job(checkpoint, concept_set, config, job_outputs, dtype))
-    return BatchPlan(path, out, tuple(jobs), device, retries, tuple(c for c, _ in checkpoints))
+    return BatchPlan(path, out, tuple(jobs), device, retries)

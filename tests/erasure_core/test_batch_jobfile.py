@@ -48,8 +48,11 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_a_job_file_expands_to_checkpoint_by_concept_jobs(tmp_path: Path) -> None:
-    plan = load_job_file(_write(tmp_path, GOOD))
+def test_a_job_file_expands_to_checkpoint_by_concept_jobs(tmp_path: Path, capsys) -> None:
+    path = _write(tmp_path, GOOD)
+    assert main(["batch", str(path), "--dry-run"]) == 0  # lists the jobs, runs and writes nothing
+    assert "second/car-truck: to run" in capsys.readouterr().out
+    plan = load_job_file(path)
     assert plan.output == tmp_path / "out"
     # checkpoint by checkpoint (each model loads once); the uce set runs only on the checkpoint it names
     assert [j.name for j in plan.jobs] == ["model_a/fruit", "second/fruit", "second/car-truck"]
@@ -107,3 +110,29 @@ def test_an_unreachable_cluster_is_refused_before_anything_is_written(tmp_path: 
     assert main(["batch", str(path), "--ray", "127.0.0.1:9"]) == 2
     assert "Cannot reach the Ray cluster at 127.0.0.1:9" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_example_job_file_is_valid(tmp_path: Path) -> None:
+    import shutil
+
+    from erasure_core.testing import save_tiny_model
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "batch_demo.toml"
+    shutil.copy(example, tmp_path / "batch_demo.toml")
+    save_tiny_model(tmp_path / "tiny-sd1", "sd1")  # what its first comment says to make
+    plan = load_job_file(tmp_path / "batch_demo.toml")
+    assert [j.name for j in plan.jobs] == ["demo/fruit", "demo/vehicles", "tiny-sd1/fruit", "tiny-sd1/vehicles"]
+    assert plan.jobs[0].outputs.preview and not plan.jobs[2].outputs.preview
+
+
+def test_a_model_is_fingerprinted_by_its_content_not_its_path(tmp_path: Path) -> None:
+    import shutil
+
+    from erasure_core.batch.keys import model_fingerprint
+    from erasure_core.testing import save_tiny_model
+
+    a = save_tiny_model(tmp_path / "a", "sd1", seed=0)
+    shutil.copytree(a, tmp_path / "copy")
+    b = save_tiny_model(tmp_path / "b", "sd1", seed=1)  # the same architecture, other weights (a fine-tune)
+    assert model_fingerprint(str(a)) == model_fingerprint(str(tmp_path / "copy"))
+    assert model_fingerprint(str(a)) != model_fingerprint(str(b))

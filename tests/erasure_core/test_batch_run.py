@@ -135,6 +135,7 @@ def test_a_failing_job_is_reported_and_the_others_go_on(models: dict[str, Path],
     assert "failed" in (tmp_path / "out" / "summary.md").read_text()
     captured = capsys.readouterr()
     assert "broken/cat: failed" in captured.out + captured.err
+    assert "batch:" in captured.err and "tiny/cat:" in captured.err  # a bar for the batch and one for the job
 
 
 def test_a_batch_started_again_skips_what_it_finished(models: dict[str, Path], tmp_path: Path) -> None:
