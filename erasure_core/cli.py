@@ -416,7 +416,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("cancelled: the model was not changed and no LoRA was written", file=sys.stderr)
+        if args.command == "batch":
+            print(
+                "cancelled: finished jobs are kept and the running one left nothing; run the batch again to go on",
+                file=sys.stderr,
+            )
+        else:
+            print("cancelled: the model was not changed and no LoRA was written", file=sys.stderr)
         return 130
 
 
