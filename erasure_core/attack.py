@@ -50,12 +50,15 @@ WORDINGS = ("{c}", "a photo of {c}", "a picture of {c}", "an image of {c}", "{C}
 # each other (0.4 there), so an attack is not reported on what was never there.
 UNKNOWN_SHARE = 0.5
 NONSENSE = ("qzxv wrtk", "blorf gnim", "xkcd pflu")
+# Sampling the trials' latents may take this share of the budget, so that the attacks keep the rest; on a large
+# model on a slow device the audit samples fewer trials than asked (and says so) rather than outlast its budget.
+SAMPLING_SHARE = 0.5
 
 
 @dataclass
 class AttackConfig:
-    """What to attack and how hard. `budget_s` counts from the start, so the time the trials' sampling takes is
-    the attacks' less; the sampling itself is not cut short, and alone it can outlast a small budget."""
+    """What to attack and how hard. `budget_s` bounds the whole audit: sampling the trials may take SAMPLING_SHARE
+    of it (fewer trials than `samples` and `held_out` where the model is too slow for them), the attacks the rest."""
 
     concept: str
     attacks: tuple[str, ...] = ATTACKS
@@ -113,6 +116,8 @@ class AttackReport:
     recovered_at: float
     seconds: float
     measure: str = "recovery of the concept's guidance direction (attack.py)"
+    trials: dict[str, int] = field(default_factory=dict)  # fitted on and judged on; fewer than asked if the budget
+    note: str = ""  # why, where it was
 
     @property
     def success_rate(self) -> float:
@@ -133,6 +138,8 @@ class AttackReport:
             "measure": self.measure,
             "seconds": round(self.seconds, 2),
             "attacks": {a.name: a.to_dict() for a in self.attacks},
+            "trials": self.trials,
+            "note": self.note,
         }
 
     def table(self) -> str:
@@ -161,8 +168,7 @@ class _Trials:
         self.backend, self.samples = backend, samples
         concept, uncond = backend.encode_prompts([config.concept]), backend.encode_prompts([""])
         shape = backend.latent_shape(config.resolution)
-        path = tuple(reversed(ddim_timesteps(backend.alphas_cumprod.shape[0], config.ddim_steps)))
-        record = [path[len(path) * k // 4] for k in (1, 2, 3)]
+        path, record = _trial_path(backend, config)
         z = torch.randn((samples, *shape), generator=torch.Generator().manual_seed(seed)).to(backend.device)
         with edit_disabled(backend.unet):
             _, latents = ddim_sample(
@@ -209,6 +215,49 @@ class _Trials:
         return nearest < UNKNOWN_SHARE * sum(mutual) / len(mutual)
 
 
+def _trial_path(backend: Backend, config: AttackConfig) -> tuple[tuple[int, ...], list[int]]:
+    """The DDIM path a trial is sampled along, down to the last of the three timesteps it is recorded at (a
+    quarter, half and three quarters of the way down): the quarter beyond it is never needed."""
+    path = tuple(reversed(ddim_timesteps(backend.alphas_cumprod.shape[0], config.ddim_steps)))
+    record = [path[len(path) * k // 4] for k in (1, 2, 3)]
+    return path[: path.index(record[-1]) + 1], record
+
+
+@torch.no_grad()
+def affordable_trials(backend: Backend, config: AttackConfig, fitted: bool, seconds: float) -> tuple[int, int, str]:
+    """(fit, held_out, note): the trials whose sampling fits SAMPLING_SHARE of `seconds`, from one timed guided
+    step of one latent (batches cost at most their size times that). Refuses a budget too small for one trial of
+    each kind, before anything long runs."""
+    path, _ = _trial_path(backend, config)
+    cond, uncond = backend.encode_prompts([config.concept]), backend.encode_prompts([""])
+    x = torch.randn((1, *backend.latent_shape(config.resolution))).to(backend.device)
+    t = torch.tensor([path[0]], device=backend.device)
+    began = time.perf_counter()
+    with edit_disabled(backend.unet):
+        predict_each(backend, x, t, [cond, uncond])
+    per_trial = (time.perf_counter() - began) * (len(path) - 1)
+    wanted_fit = config.samples if fitted else 0
+    can = int(SAMPLING_SHARE * seconds / max(per_trial, 1e-9))
+    if can >= wanted_fit + config.held_out:
+        return wanted_fit, config.held_out, ""
+    least = 2 if fitted else 1
+    if can < least:
+        need = least * per_trial / SAMPLING_SHARE
+        raise ConfigError(
+            f"A budget of {config.budget_s:g} s is too small for this model here: sampling one of the concept's "
+            f"latents takes about {per_trial:.0f} s ({len(path) - 1} guided steps), and sampling may use "
+            f"{SAMPLING_SHARE:.0%} of the budget. Give a budget of at least {need:.0f} s, or run on a faster device."
+        )
+    held_out = max(1, min(config.held_out, round(can * config.held_out / (wanted_fit + config.held_out))))
+    fit = min(wanted_fit, can - held_out) if fitted else 0
+    note = (
+        f"The budget allowed {held_out} held-out latents of the {config.held_out} asked"
+        + (f" and {fit} to fit on of {wanted_fit}" if fitted else "")
+        + f" (about {per_trial:.0f} s each to sample here); the rate is coarser for it. A larger budget samples more."
+    )
+    return fit, held_out, note
+
+
 def attack(
     backend: Backend,
     lora: LoraWeights,
@@ -230,10 +279,13 @@ def attack(
         param.requires_grad_(False)
     try:
         with cancellable(should_stop), phase("attack"):
+            fitted = bool({"discrete", "soft"} & set(config.attacks))  # the sweep is judged only, never fitted
+            fit_n, held_out, note = affordable_trials(backend, config, fitted, deadline - time.perf_counter())
+            if note:
+                say(note)
             say("sampling the concept's latents with the original model")
-            fitted = {"discrete", "soft"} & set(config.attacks)  # the sweep is judged only, never fitted
-            fit = _Trials(backend, config, config.samples, config.seed) if fitted else None
-            judge = _Trials(backend, config, config.held_out, config.seed + 1)
+            fit = _Trials(backend, config, fit_n, config.seed) if fitted else None
+            judge = _Trials(backend, config, held_out, config.seed + 1)
             if not judge.known():
                 raise ModelError(
                     f"The model does not draw '{config.concept}' in the first place: its guidance for it points where "
@@ -254,7 +306,13 @@ def attack(
                 result.seconds = time.perf_counter() - began
                 results.append(result)
             return AttackReport(
-                config.concept, _floats(plain), results, config.recovered_at, time.perf_counter() - start
+                config.concept,
+                _floats(plain),
+                results,
+                config.recovered_at,
+                time.perf_counter() - start,
+                trials={"fit": fit_n, "held_out": held_out},
+                note=note,
             )
     finally:
         remove_lora(unet)

@@ -75,34 +75,35 @@ def run_batch(
     if cluster is None:
         device = default_device() if device == "auto" else device
         check_device(device)
-    if cluster is not None:
+        runner = f"this machine ({machine_name(device)})"
+    else:
         cluster.connect()  # an unreachable address fails here, before anything is written
+        runner = f"Ray ({cluster.address})"
     folder = OutputFolder(plan.output)
-    runner = f"Ray ({cluster.address})" if cluster is not None else f"this machine ({machine_name(device)})"
     started = time.perf_counter()
-    with folder.session():
-        rows, pending = plan_rows(plan, folder)
-        index = {row.job: i for i, row in enumerate(rows)}
+    try:
+        with folder.session():
+            rows, pending = plan_rows(plan, folder)
+            index = {row.job: i for i, row in enumerate(rows)}
 
-        def summarise() -> None:
-            write_summary(folder.root, rows, str(plan.source), runner, time.perf_counter() - started)
+            def summarise() -> None:
+                write_summary(folder.root, rows, str(plan.source), runner, time.perf_counter() - started)
 
-        def finish(job: Job, row: Row) -> None:
-            rows[index[job.name]] = row
+            def finish(job: Job, row: Row) -> None:
+                rows[index[job.name]] = row
+                summarise()
+                progress.job_ended(job, row)
+
+            progress.start(len(rows), len(rows) - len(pending))
             summarise()
-            progress.job_ended(job, row)
-
-        progress.start(len(rows), len(rows) - len(pending))
-        summarise()
-        try:
             if cluster is not None:
                 cluster.run(plan, pending, folder, finish)
             else:
                 _run_here(pending, folder, device, progress, finish)
-        finally:
-            progress.close()
-            if cluster is not None:
-                cluster.close()
+    finally:
+        progress.close()
+        if cluster is not None:
+            cluster.close()
     return rows
 
 

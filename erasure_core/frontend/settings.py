@@ -161,4 +161,5 @@ def attack_text(report: AttackReport) -> str:
         f"{report.table()}\n{100 * report.success_rate:.0f}% of {held_out} held-out latents of '{report.concept}' "
         f"were brought back by at least one attack, in {report.seconds:.0f} s (judged by the {report.measure}). "
         "A low rate is not a proof that no attack brings the concept back."
+        + (f"\n{report.note}" if report.note else "")
     )

@@ -16,7 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .server import ComfyServer, messages, ui_to_api
-from .workflows import audit_prompt, baseline_prompt, erase_prompt, loraloader_prompt, sampling
+from .workflows import attack_prompt, audit_prompt, baseline_prompt, erase_prompt, loraloader_prompt, sampling
 
 OUR_NODES = {
     "ConceptErasureConceptList": "Concept List",
@@ -185,6 +185,22 @@ def test_audit_node_reads_one_concept_per_line(server: ComfyServer):
     assert_success(entry)
     report = entry["outputs"]["3"]["text"][0]
     assert "cat" in report and "dog" in report and "cat\ndog" not in report
+
+
+def test_attack_audit_node_runs_within_its_budget_and_leaves_the_model_untouched(server: ComfyServer):
+    """A random-weight checkpoint may draw nothing it could be asked for: then the node says so instead of a rate."""
+    assert_success(server.run(erase_prompt(save_name="test/for_attack", latent_prefix="for_attack")))
+    assert_success(server.run(baseline_prompt("before_attack")))
+    began = time.monotonic()
+    entry = server.run(attack_prompt("test/for_attack.safetensors", budget=30))
+    if entry["status"]["status_str"] == "success":
+        report = entry["outputs"]["3"]["text"][0]
+        assert "sweep" in report and "held-out latents of 'cat'" in report and "not a proof" in report
+    else:
+        assert "in the first place" in error_message(entry) or "too small for this model" in error_message(entry)
+    assert time.monotonic() - began < 30 + 60
+    assert_success(server.run(baseline_prompt("after_attack")))
+    assert torch.equal(latent(server, "before_attack"), latent(server, "after_attack"))
 
 
 def test_progress_and_loss_reach_the_browser_socket(server: ComfyServer):

@@ -84,6 +84,24 @@ def baseline_prompt(latent_prefix: str) -> dict[str, Any]:
     }
 
 
+def attack_prompt(lora_file: str, budget: int) -> dict[str, Any]:
+    """Load a LoRA file from the loras folder and run the attack audit's sweep on the checkpoint."""
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
+        "2": {
+            "class_type": "ConceptErasureLoadLora",
+            "inputs": {"model": ["1", 0], "lora_file": lora_file, "strength": 1.0, "check": False},
+        },
+        "3": {
+            "class_type": "ConceptErasureAttackAudit",
+            "inputs": {
+                "model": ["1", 0], "clip": ["1", 1], "lora": ["2", 1], "budget_seconds": budget, "sweep": True,
+                "discrete": False, "soft": False, "seed": 0,
+            },
+        },
+    }  # fmt: skip
+
+
 def audit_prompt(lora_file: str, erase: str) -> dict[str, Any]:
     """Load a LoRA file from the loras folder and audit it on the checkpoint; `erase` as typed in the node."""
     return {

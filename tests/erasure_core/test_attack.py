@@ -97,3 +97,31 @@ def test_cli_writes_the_report_and_the_soft_embedding_and_refuses_other_models(
     other = export_lora(erase(tiny, make_config("uce", erase=["cat"], audit_samples=0)), tmp_path / "sdxl.safetensors")
     assert main(["attack", "--model", "demo", "--lora", str(other), "--concept", "apple"]) == 2
     assert "does not fit the loaded model" in capsys.readouterr().err
+
+
+class _Slow:
+    """The demo backend, each UNet evaluation made 20 ms slower: a large model on a slow device, in miniature."""
+
+    def __init__(self, backend) -> None:
+        self._backend = backend
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def predict_noise(self, *args, **kwargs):
+        import time
+
+        time.sleep(0.02)
+        return self._backend.predict_noise(*args, **kwargs)
+
+
+def test_the_budget_bounds_the_sampling_too(demo, uce_apple) -> None:
+    """Where sampling the asked trials would outlast its share of the budget, fewer are sampled and the report says
+    so; where not even one fits, the audit refuses before it samples anything."""
+    slow = _Slow(demo)
+    quick = {**QUICK, "samples": 4, "held_out": 8, "soft_steps": 5}
+    report = attack(slow, uce_apple.weights, AttackConfig("apple", **{**quick, "budget_s": 6.0}))
+    assert 1 <= report.trials["held_out"] < 8 and report.trials["fit"] < 4
+    assert len(report.plain_recovery) == report.trials["held_out"] and "budget allowed" in report.note
+    with pytest.raises(ConfigError, match="too small for this model"):
+        attack(slow, uce_apple.weights, AttackConfig("apple", **{**quick, "budget_s": 0.05}))

@@ -123,6 +123,19 @@ def test_an_erasure_on_the_loaded_model_gives_a_lora_the_webui_loads_and_uses(se
     if server.host.kind == "forge":
         assert "no-cat.safetensors for KModel-UNet with 64 keys at weight 1.0 (skipped 0 keys)" in log
 
+    # The attack audit on the loaded checkpoint, within its budget also where sampling is slow (a full-size SD1.5
+    # on the CPU: then the budget is refused with the one it would need). A random-weight model may draw nothing
+    # it could be asked for; then the audit says so rather than report a success rate.
+    began = time.monotonic()
+    try:
+        attack = server.post(f"{ROUTE}/attack", {"lora": "no-cat", "attacks": ["sweep"], "budget": 20, "held_out": 2})
+        assert attack["concept"] == "cat" and 0.0 <= attack["success_rate"] <= 1.0 and "not a proof" in attack["text"]
+    except HTTPError as error:
+        detail = error.json()["detail"]
+        assert error.status == 422 and ("too small for this model" in detail or "in the first place" in detail), detail
+    assert time.monotonic() - began < 20 + 60  # the budget, and a minute for encoding and the timed step
+    assert exact_hash(server) == model["sha256"]
+
 
 def test_the_before_after_grid_is_drawn_by_the_webuis_txt2img(server: WebUIServer) -> None:
     from PIL import Image
