@@ -84,14 +84,21 @@ def baseline_prompt(latent_prefix: str) -> dict[str, Any]:
     }
 
 
-def attack_prompt(lora_file: str, budget: int) -> dict[str, Any]:
-    """Load a LoRA file from the loras folder and run the attack audit's sweep on the checkpoint."""
+def _checkpoint_and_lora(lora_file: str) -> dict[str, Any]:
+    """Nodes 1 (the checkpoint) and 2 (a LoRA file from the loras folder, loaded onto it)."""
     return {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
         "2": {
             "class_type": "ConceptErasureLoadLora",
             "inputs": {"model": ["1", 0], "lora_file": lora_file, "strength": 1.0, "check": False},
         },
+    }
+
+
+def attack_prompt(lora_file: str, budget: int) -> dict[str, Any]:
+    """Load a LoRA file from the loras folder and run the attack audit's sweep on the checkpoint."""
+    return {
+        **_checkpoint_and_lora(lora_file),
         "3": {
             "class_type": "ConceptErasureAttackAudit",
             "inputs": {
@@ -105,11 +112,7 @@ def attack_prompt(lora_file: str, budget: int) -> dict[str, Any]:
 def audit_prompt(lora_file: str, erase: str) -> dict[str, Any]:
     """Load a LoRA file from the loras folder and audit it on the checkpoint; `erase` as typed in the node."""
     return {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
-        "2": {
-            "class_type": "ConceptErasureLoadLora",
-            "inputs": {"model": ["1", 0], "lora_file": lora_file, "strength": 1.0, "check": False},
-        },
+        **_checkpoint_and_lora(lora_file),
         "3": {
             "class_type": "ConceptErasureAudit",
             "inputs": {"model": ["1", 0], "clip": ["1", 1], "lora": ["2", 1], "erase": erase, "samples": 1, "seed": 0},
