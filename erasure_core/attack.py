@@ -25,6 +25,7 @@ its prompts. A low success rate against these attacks is not a proof that no att
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -226,14 +227,15 @@ def _trial_path(backend: Backend, config: AttackConfig) -> tuple[tuple[int, ...]
 @torch.no_grad()
 def affordable_trials(backend: Backend, config: AttackConfig, fitted: bool, seconds: float) -> tuple[int, int, str]:
     """(fit, held_out, note): the trials whose sampling fits SAMPLING_SHARE of `seconds`, from one timed guided
-    step of one latent (batches cost at most their size times that). Refuses a budget too small for one trial of
+    step of one latent after one untimed (batches cost at most their size times that). Refuses a budget too small for one trial of
     each kind, before anything long runs."""
     path, _ = _trial_path(backend, config)
     cond, uncond = backend.encode_prompts([config.concept]), backend.encode_prompts([""])
     x = torch.randn((1, *backend.latent_shape(config.resolution))).to(backend.device)
     t = torch.tensor([path[0]], device=backend.device)
-    began = time.perf_counter()
     with edit_disabled(backend.unet):
+        predict_each(backend, x, t, [cond, uncond])  # the first call also pays for warming up (kernels, memory)
+        began = time.perf_counter()
         predict_each(backend, x, t, [cond, uncond])
     per_trial = (time.perf_counter() - began) * (len(path) - 1)
     wanted_fit = config.samples if fitted else 0
@@ -242,11 +244,11 @@ def affordable_trials(backend: Backend, config: AttackConfig, fitted: bool, seco
         return wanted_fit, config.held_out, ""
     least = 2 if fitted else 1
     if can < least:
-        need = least * per_trial / SAMPLING_SHARE
+        need = math.ceil(least * per_trial / SAMPLING_SHARE)
         raise ConfigError(
             f"A budget of {config.budget_s:g} s is too small for this model here: sampling one of the concept's "
             f"latents takes about {per_trial:.0f} s ({len(path) - 1} guided steps), and sampling may use "
-            f"{SAMPLING_SHARE:.0%} of the budget. Give a budget of at least {need:.0f} s, or run on a faster device."
+            f"{SAMPLING_SHARE:.0%} of the budget. Give a budget of at least {need} s, or run on a faster device."
         )
     held_out = max(1, min(config.held_out, round(can * config.held_out / (wanted_fit + config.held_out))))
     fit = min(wanted_fit, can - held_out) if fitted else 0
