@@ -237,7 +237,10 @@ def affordable_trials(backend: Backend, config: AttackConfig, fitted: bool, seco
         predict_each(backend, x, t, [cond, uncond])  # the first call also pays for warming up (kernels, memory)
         began = time.perf_counter()
         predict_each(backend, x, t, [cond, uncond])
-    per_trial = (time.perf_counter() - began) * (len(path) - 1)
+    # a trial costs its guided sampling steps, and then at each of its 3 timesteps 6 evaluations (the concept, "",
+    # the nonsense strings and the edited model's "") of one prompt for one latent, half a guided step each
+    set_up = 3 * (3 + len(NONSENSE)) / 2
+    per_trial = (time.perf_counter() - began) * (len(path) - 1 + set_up)
     wanted_fit = config.samples if fitted else 0
     can = int(SAMPLING_SHARE * seconds / max(per_trial, 1e-9))
     if can >= wanted_fit + config.held_out:
@@ -247,8 +250,8 @@ def affordable_trials(backend: Backend, config: AttackConfig, fitted: bool, seco
         need = math.ceil(least * per_trial / SAMPLING_SHARE)
         raise ConfigError(
             f"A budget of {config.budget_s:g} s is too small for this model here: sampling one of the concept's "
-            f"latents takes about {per_trial:.0f} s ({len(path) - 1} guided steps), and sampling may use "
-            f"{SAMPLING_SHARE:.0%} of the budget. Give a budget of at least {need} s, or run on a faster device."
+            f"latents ({len(path) - 1} guided steps) and predicting there takes about {per_trial:.0f} s, and that "
+            f"may use {SAMPLING_SHARE:.0%} of the budget. Give a budget of at least {need} s, or a faster device."
         )
     held_out = max(1, min(config.held_out, round(can * config.held_out / (wanted_fit + config.held_out))))
     fit = min(wanted_fit, can - held_out) if fitted else 0
